@@ -1,0 +1,64 @@
+# Every entry point of the repo. `make` (or `make help`) lists them.
+# Each target creates .venv and installs requirements.txt on first use: a fresh clone
+# needs nothing but Python 3.11+ and make.
+
+SHELL := /bin/bash
+# The first Python >= 3.11 on PATH (override: make test PYTHON=/path/to/python3.12).
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	2>/dev/null && { echo $$p; break; }; done)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-requirements
+export PYTHONPATH := $(CURDIR)
+
+# Stage folders, newest last (00_services, 01_pass_through, ...).
+STAGES := $(sort $(wildcard [0-9][0-9]_*))
+NEWEST_GATEWAY := $(lastword $(patsubst %/gateway/,%,$(sort $(wildcard [0-9][0-9]_*/gateway/))))
+STAGE ?= $(NEWEST_GATEWAY)
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test check diff lint services pass-through stop-all bench clean
+
+help: ## list every target (the default)
+	@echo "usage: make <target>   (first use creates .venv and installs requirements.txt)"
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt
+	@test -n "$(PYTHON)" || { echo "error: Python 3.11+ is required (none found on PATH; set PYTHON=...)"; exit 1; }
+	@echo "creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version))"
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create .venv and install requirements.txt (every target does this first)
+
+test: $(STAMP) ## run common/ and every stage's tests, one pytest process per stage
+	$(PY) -m common.runtests
+
+check: $(STAMP) ## monorepo checks: structure, drift between stages, docs vs code, demo.http lint
+	$(PY) -m common.check
+
+diff: $(STAMP) ## show what a stage adds: make diff A=01 B=02
+	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make diff A=01 B=02"; exit 2; }
+	@$(PY) -m common.diff $(A) $(B)
+
+lint: $(STAMP) ## ruff over common/ and every stage
+	$(VENV)/bin/ruff check .
+
+services: $(STAMP) ## 00: the three dummy backends alone on :9001-9003 (Ctrl-C stops all)
+	$(PY) -m common.launch 00_services
+
+pass-through: $(STAMP) ## 01: backends + the pass-through gateway on :8080
+	$(PY) -m common.launch 01_pass_through
+
+stop-all: $(STAMP) ## stop every process a launcher started (PID files in .run/)
+	$(PY) -m common.launch --stop-all
+
+bench: $(STAMP) ## gateway overhead vs a minimal aiohttp proxy: make bench [STAGE=01_pass_through]
+	$(PY) -m common.bench $(if $(STAGE),--stage $(STAGE))
+
+clean: ## remove caches and .run/ (keeps .venv)
+	rm -rf .run .pytest_cache .hypothesis .ruff_cache
+	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +

@@ -1,0 +1,85 @@
+"""`python -m common.launch 00_services` runs a stage; `--stop-all` stops what runs.
+
+Exit status: 0 after a requested stop (Ctrl-C, SIGTERM, --stop-all), 1 when a child
+failed, 2 for bad input (unknown stage, invalid services.toml, busy port, stage already
+running): the convention of argparse and most Unix tools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from common.launch import output, pidfiles, sockets
+from common.launch.config import REPO_ROOT, LaunchError, load_stage
+from common.launch.stop_all import stop_all
+from common.launch.supervisor import Supervisor
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m common.launch",
+        description="Start a stage's backends and gateway (make <stage>), or stop them all.",
+    )
+    parser.add_argument(
+        "stage", nargs="?", help="a stage folder under the repo root (00_services) or a path"
+    )
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        default=REPO_ROOT / ".run",
+        help="where PID files live (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--stop-all",
+        action="store_true",
+        help="stop every process recorded under the run dir, launchers first",
+    )
+    args = parser.parse_args(argv)
+    if args.stop_all and args.stage:
+        parser.error("--stop-all takes no stage: it stops every stage under the run dir")
+    if not args.stop_all and not args.stage:
+        parser.error("name a stage to start (e.g. 00_services), or pass --stop-all")
+    return args
+
+
+def launch(stage_arg: str, run_dir: Path) -> int:
+    try:
+        stage = load_stage(stage_arg)
+        launcher_pid_file, notes = pidfiles.claim_stage(run_dir, stage.name)
+    except LaunchError as e:
+        output.error(str(e))
+        return 2
+    for note in notes:
+        output.info(note)
+    try:
+        wanted = [(b.name, b.port) for b in stage.services.backends]
+        if stage.services.gateway is not None:
+            wanted.append(("gateway", stage.services.gateway.port))
+        try:
+            bound = sockets.bind_all(wanted)  # before any child exists: all or nothing
+        except LaunchError as e:
+            output.error(str(e))
+            output.error("nothing was started")
+            return 2
+        return asyncio.run(Supervisor(stage, bound, run_dir).run())
+    finally:
+        pidfiles.remove(launcher_pid_file)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.stop_all:
+            return stop_all(args.run_dir)
+        return launch(args.stage, args.run_dir)
+    except KeyboardInterrupt:
+        # Ctrl-C before the supervisor's own handler is installed (or --stop-all):
+        # nothing of ours is running yet, so just leave quietly.
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

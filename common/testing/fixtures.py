@@ -1,0 +1,32 @@
+"""Pytest fixtures shared by common/ and every stage (`pytest_plugins` in a conftest.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from common.testing.processes import Proc, start_backend
+
+
+@pytest.fixture
+def backend_factory(tmp_path) -> Iterator[Callable[..., Proc]]:  # type: ignore[no-untyped-def]
+    """Start dummy backends on ephemeral ports; every one is stopped after the test."""
+    started: list[Proc] = []
+
+    def factory(service: str = "users", instance: str = "a") -> Proc:
+        proc = start_backend(service, instance, log_dir=tmp_path)
+        started.append(proc)
+        return proc
+
+    yield factory
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def users_backend(tmp_path_factory) -> Iterator[Proc]:  # type: ignore[no-untyped-def]
+    """One users backend shared by a test module (read-mostly tests)."""
+    proc = start_backend("users", "a", log_dir=tmp_path_factory.mktemp("users"))
+    yield proc
+    proc.stop()
