@@ -18,7 +18,8 @@ NEWEST_GATEWAY := $(lastword $(patsubst %/gateway/,%,$(sort $(wildcard [0-9][0-9
 STAGE ?= $(NEWEST_GATEWAY)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test check diff lint services pass-through stop-all bench clean
+.PHONY: help venv test check diff lint services pass-through trie lb stop-all bench trie-bench \
+	lb-bench lb-chaos clean
 
 help: ## list every target (the default)
 	@echo "usage: make <target>   (first use creates .venv and installs requirements.txt)"
@@ -53,11 +54,17 @@ services: $(STAMP) ## 00: the three dummy backends alone on :9001-9003 (Ctrl-C s
 pass-through: $(STAMP) ## 01: backends + the pass-through gateway on :8080
 	$(PY) -m common.launch 01_pass_through
 
+trie: $(STAMP) ## 02: backends + the gateway with the radix-trie router on :8080
+	$(PY) -m common.launch 02_trie_routing
+
 stop-all: $(STAMP) ## stop every process a launcher started (PID files in .run/)
 	$(PY) -m common.launch --stop-all
 
 bench: $(STAMP) ## gateway overhead vs a minimal aiohttp proxy: make bench [STAGE=01_pass_through]
 	$(PY) -m common.bench $(if $(STAGE),--stage $(STAGE))
+
+trie-bench: $(STAMP) ## dict scan vs radix trie vs regex list at 10..100k routes (ARGS=--quick)
+	cd 02_trie_routing && PYTHONPATH=$(CURDIR) ../$(PY) -m common.bench.trie_bench $(ARGS)
 
 clean: ## remove caches and .run/ (keeps .venv)
 	rm -rf .run .pytest_cache .hypothesis .ruff_cache

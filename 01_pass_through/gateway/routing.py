@@ -1,0 +1,89 @@
+"""Which upstream gets a request: the longest route prefix that matches the path.
+
+Stage 01 keeps the routes in a dict and scans all of them for every request, so a
+lookup costs O(number of routes). That is deliberate: it is the simplest thing that is
+correct, and stage 02 replaces it with a radix trie and measures the difference. (nginx
+sorts its prefix locations into a tree at start-up; Envoy matches routes in order, first
+match wins, and leaves "longest first" to whoever writes the config.)
+
+What this router does NOT do is normalise the path. It compares the request-target's
+bytes as the client sent them, so `/users/../admin` matches the `/users` route and is
+forwarded as is, and `/%75sers` (a percent-encoded `u`) matches nothing. The upstream
+may decode and normalise differently from the router, and that gap is exactly where
+path-confusion attacks live. Stage 02 normalises before it routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from gateway.config import RouteConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One route, with what the proxy needs precomputed once at start-up."""
+
+    prefix: str
+    upstream: str  # as configured, e.g. http://127.0.0.1:9001 (for logs and errors)
+    origin: str  # scheme://host:port, the start of every upstream URL
+    base_path: str  # the upstream URL's own path ("" or e.g. "/v1"), prepended to the target
+    strip_prefix: bool
+    preserve_host: bool
+
+    @classmethod
+    def from_config(cls, config: RouteConfig) -> Route:
+        parts = urlsplit(config.upstream)
+        return cls(
+            prefix=config.prefix,
+            upstream=config.upstream,
+            origin=f"{parts.scheme}://{parts.netloc}",
+            base_path=parts.path.rstrip("/"),
+            strip_prefix=config.strip_prefix,
+            preserve_host=config.preserve_host,
+        )
+
+    def upstream_target(self, target: str) -> str:
+        """The request-target to send upstream: path and query, still percent-encoded.
+
+        `target` is the client's raw request-target (`/users/1?x=%2F`). Nothing here
+        decodes or re-encodes it; strip_prefix cuts exactly len(prefix) characters.
+        """
+        if self.strip_prefix and self.prefix != "/":
+            target = target[len(self.prefix) :]
+            if not target.startswith("/"):  # "/users" -> "", "/users?x" -> "?x"
+                target = "/" + target
+        return self.base_path + target if self.base_path else target
+
+
+class Router:
+    def __init__(self, routes: Iterable[Route]) -> None:
+        self._routes: dict[str, Route] = {route.prefix: route for route in routes}
+
+    @classmethod
+    def from_config(cls, routes: Iterable[RouteConfig]) -> Router:
+        return cls(Route.from_config(route) for route in routes)
+
+    def __len__(self) -> int:
+        return len(self._routes)
+
+    def match(self, target: str) -> Route | None:
+        """The route with the longest prefix matching `target` on a segment boundary.
+
+        `/users` matches `/users`, `/users/1` and `/users?page=2`, never `/usersX`: the
+        character after the prefix must end the path or start a segment or the query.
+        The scan works on the raw target, query included, so no split is needed first.
+        """
+        best: Route | None = None
+        best_len = -1
+        for prefix, route in self._routes.items():
+            n = len(prefix)
+            if (
+                n > best_len
+                and target.startswith(prefix)
+                and (n == len(target) or prefix == "/" or target[n] in "/?")
+            ):
+                best, best_len = route, n
+        return best
