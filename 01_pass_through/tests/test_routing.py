@@ -6,6 +6,10 @@ import pytest
 from gateway.config import RouteConfig
 from gateway.routing import Route, Router
 
+from common.contracts.proxy import broken, proxy_backend, proxy_gateway  # noqa: F401 (fixtures)
+from common.contracts.wire import echoed, send
+from common.testing.processes import Proc
+
 
 def route(prefix: str, upstream: str = "http://127.0.0.1:9001", **flags: bool) -> RouteConfig:
     return RouteConfig(prefix=prefix, upstream=upstream, **flags)
@@ -77,3 +81,11 @@ def test_an_upstream_base_path_is_prepended() -> None:
     based = Route.from_config(route("/api", "http://127.0.0.1:9001/v1/", strip_prefix=True))
     assert based.origin == "http://127.0.0.1:9001"
     assert based.upstream_target("/api/users?x=1") == "/v1/users?x=1"
+
+
+# End to end: what the upstream receives for the paths stage 02 will normalise or refuse.
+# Stage 01 forwards them exactly as the client sent them (the upstream decides what they
+# mean); the routing contract, from stage 02 on, asserts the opposite.
+@pytest.mark.parametrize("target", ["/echo/a%2Fb", "/echo//double//slash/./dot", "/echo/x/../y"])
+def test_raw_paths_are_forwarded_unnormalised(proxy_gateway: Proc, target: str) -> None:  # noqa: F811
+    assert echoed(send(proxy_gateway.port, "GET", target))["path"] == target

@@ -316,14 +316,16 @@ def test_repeated_response_headers_stay_separate_lines(proxy_gateway: Proc) -> N
 # --- path and query ----------------------------------------------------------------------
 
 
+# Paths every stage forwards byte for byte. Paths with an encoded slash (`%2F`), `//` or
+# dot-segments are not here: stage 01 forwards them raw too (its own tests say so), but
+# from stage 02 on the router normalises or refuses them, and the routing contract
+# (common/contracts/routing.py) says what happens to them.
 @pytest.mark.parametrize(
     "target",
     [
-        "/echo/a%2Fb",
         "/echo/plus+sign?q=a+b",
         "/echo/sp%20ace?x=%20%2F&y=%2f",
         "/echo/caf%C3%A9?name=%C3%A9l%C3%A8ve",
-        "/echo//double//slash/./dot",
         "/echo/%7Euser/~user;param=1,2?a=1&a=2&empty=&flag",
     ],
 )
@@ -334,8 +336,8 @@ def test_path_and_query_arrive_byte_for_byte(proxy_gateway: Proc, target: str) -
 
 
 def test_strip_prefix_removes_only_the_prefix(proxy_gateway: Proc) -> None:
-    echo = echoed(send(proxy_gateway.port, "GET", "/api/echo/api/a%2Fb?next=/api/x"))
-    assert (echo["path"], echo["query"]) == ("/echo/api/a%2Fb", "next=/api/x")
+    echo = echoed(send(proxy_gateway.port, "GET", "/api/echo/api/a%20b?next=/api/x"))
+    assert (echo["path"], echo["query"]) == ("/echo/api/a%20b", "next=/api/x")
 
 
 # --- who asked: X-Forwarded-*, Forwarded, Via, Host ----------------------------------------
