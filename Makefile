@@ -57,6 +57,9 @@ pass-through: $(STAMP) ## 01: backends + the pass-through gateway on :8080
 trie: $(STAMP) ## 02: backends + the gateway with the radix-trie router on :8080
 	$(PY) -m common.launch 02_trie_routing
 
+lb: $(STAMP) ## 03: six backends + the gateway with upstream pools on :8080
+	$(PY) -m common.launch 03_load_balancing
+
 stop-all: $(STAMP) ## stop every process a launcher started (PID files in .run/)
 	$(PY) -m common.launch --stop-all
 
@@ -65,6 +68,12 @@ bench: $(STAMP) ## gateway overhead vs a minimal aiohttp proxy: make bench [STAG
 
 trie-bench: $(STAMP) ## dict scan vs radix trie vs regex list at 10..100k routes (ARGS=--quick)
 	cd 02_trie_routing && PYTHONPATH=$(CURDIR) ../$(PY) -m common.bench.trie_bench $(ARGS)
+
+lb-bench: $(STAMP) ## hash ring, strategies vs a slow backend, bounded loads (~25 s; ARGS=--no-live)
+	cd 03_load_balancing && PYTHONPATH=$(CURDIR) ../$(PY) -m common.bench.lb_bench $(ARGS)
+
+lb-chaos: $(STAMP) ## kill, slow and break backends on a timeline, watch the gateway (~45 s)
+	$(PY) -m common.lb_chaos $(ARGS)
 
 clean: ## remove caches and .run/ (keeps .venv)
 	rm -rf .run .pytest_cache .hypothesis .ruff_cache

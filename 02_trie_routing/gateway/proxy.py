@@ -91,8 +91,8 @@ class Proxy:
     async def forward(self, request: web.Request, route: Route, target: str) -> web.StreamResponse:
         """Send `request` to `route`'s upstream as `target` (path + query, still encoded).
 
-        The router decides `target`, not the proxy: this stage forwards the client's raw
-        request-target (minus a stripped prefix); stage 02 forwards the normalised path it
+        The router decides `target`, not the proxy: stage 01 forwards the client's raw
+        request-target (minus a stripped prefix), stage 02 on the normalised path it
         matched. Keeping that decision out of here keeps this file the same in both.
         """
         session = self._session

@@ -1,0 +1,214 @@
+"""The `[upstreams.NAME]` sections of gateway.toml, validated.
+
+    [upstreams.users]
+    strategy = "consistent_hash"    # round_robin | weighted_round_robin
+                                    # | least_connections | consistent_hash
+    targets = [{ url = "http://127.0.0.1:9001", weight = 2 }, "http://127.0.0.1:9002"]
+    hash_key = "header:X-User-ID"   # consistent_hash: header:NAME | cookie:NAME | client_ip | path
+    virtual_nodes = 160             # consistent_hash: ring points per unit of weight
+    bounded_load = 1.25             # consistent_hash, optional: no target above ceil(1.25 x avg)
+    choices = 2                     # least_connections, optional: 0 = scan all, 2 = P2C
+
+    [upstreams.users.health]
+    path = "/health"                # active checks (active = false turns them off)
+    interval = 2.0
+    timeout = 1.0
+    healthy_threshold = 2
+    unhealthy_threshold = 2
+    consecutive_failures = 5        # passive checks (0 turns them off)
+    base_ejection_time = 5.0
+    max_ejection_time = 60.0
+    max_ejection_percent = 50
+
+A setting the chosen strategy would ignore is an error, not a silent no-op: someone who
+writes `bounded_load = 1.25` under a round-robin upstream believes hot keys are capped.
+Models are strict and forbid unknown keys, like the rest of gateway.toml; a cross-field
+error names its key at the start of the message, since pydantic can only point at the
+section (`upstreams.users: hash_key: required with strategy = 'consistent_hash' ...`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from .active import ActivePolicy
+from .keys import SPECS, KeySource
+from .outlier import OutlierPolicy
+from .ring import DEFAULT_VIRTUAL_NODES
+
+Seconds = Annotated[float, Field(gt=0, le=3600)]
+StrategyName = Literal[
+    "round_robin", "weighted_round_robin", "least_connections", "consistent_hash"
+]
+# The NAME in [upstreams.NAME]; routes refer to it as `upstream = "NAME"`.
+UpstreamName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class HealthConfig(_Strict):
+    # Active checks.
+    active: bool = True
+    path: str = "/health"
+    interval: Seconds = 2.0
+    timeout: Seconds = 1.0
+    healthy_threshold: Annotated[int, Field(ge=1, le=100)] = 2
+    unhealthy_threshold: Annotated[int, Field(ge=1, le=100)] = 2
+    # Passive checks (outlier detection).
+    consecutive_failures: Annotated[int, Field(ge=0, le=1000)] = 5
+    base_ejection_time: Seconds = 5.0
+    max_ejection_time: Seconds = 60.0
+    max_ejection_percent: Annotated[int, Field(ge=0, le=100)] = 50
+
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, value: str) -> str:
+        if not value.startswith("/") or any(ord(c) <= 0x20 or ord(c) >= 0x7F for c in value):
+            raise ValueError("must be a path starting with '/', without spaces or non-ASCII")
+        return value
+
+    @model_validator(mode="after")
+    def _check_times(self) -> HealthConfig:
+        if self.timeout > self.interval:
+            raise ValueError(
+                f"timeout: {self.timeout:g} s is longer than interval ({self.interval:g} s);"
+                " a probe would still be waiting when the next round is due"
+            )
+        if self.max_ejection_time < self.base_ejection_time:
+            raise ValueError(
+                f"max_ejection_time: {self.max_ejection_time:g} s is shorter than"
+                f" base_ejection_time ({self.base_ejection_time:g} s)"
+            )
+        return self
+
+    def active_policy(self) -> ActivePolicy:
+        # The policies' fields are named like the keys here: copy them by name.
+        return ActivePolicy(**{f.name: getattr(self, f.name) for f in fields(ActivePolicy)})
+
+    def outlier_policy(self) -> OutlierPolicy:
+        return OutlierPolicy(**{f.name: getattr(self, f.name) for f in fields(OutlierPolicy)})
+
+
+class TargetConfig(_Strict):
+    url: str
+    # nginx and HAProxy accept weights up to 256; 100 keeps a ring of 160 points per
+    # unit of weight at 16,000 points for the heaviest target.
+    weight: Annotated[int, Field(ge=1, le=100)] = 1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_url(cls, data: Any) -> Any:
+        # `targets = ["http://127.0.0.1:9001", ...]` is shorthand for weight 1.
+        return {"url": data} if isinstance(data, str) else data
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port such as :99999 or :abc
+        except ValueError:
+            raise ValueError("must be an http:// URL with a valid port") from None
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError("must be an http:// URL")
+        if parts.path.strip("/") or parts.query or parts.fragment or parts.username:
+            # A target is a server, not a place on it: the route decides the path.
+            raise ValueError("must be scheme://host:port only, without a path or query")
+        return f"{parts.scheme}://{parts.netloc}"
+
+
+class UpstreamConfig(_Strict):
+    strategy: StrategyName = "round_robin"
+    targets: Annotated[list[TargetConfig], Field(min_length=1, max_length=1000)]
+    hash_key: str | None = None
+    virtual_nodes: Annotated[int, Field(ge=1, le=10_000)] = DEFAULT_VIRTUAL_NODES
+    bounded_load: Annotated[float, Field(gt=1, le=10)] | None = None
+    choices: Annotated[int, Field(ge=0, le=100)] | None = None
+    health: HealthConfig = HealthConfig()
+
+    @classmethod
+    def single(cls, url: str) -> UpstreamConfig:
+        """The implicit pool of a route whose `upstream` is a URL: one target, no checks.
+
+        No active checks: an arbitrary upstream need not answer GET /health. No passive
+        ones either: with nothing to fail over to, ejecting the only target would only
+        turn the upstream's precise 502 or 504 into a vaguer 503, so such a route keeps
+        stage 02's behaviour exactly. A pool is what buys health checks.
+        """
+        return cls(
+            targets=[TargetConfig(url=url)],
+            health=HealthConfig(active=False, consecutive_failures=0),
+        )
+
+    @field_validator("hash_key")
+    @classmethod
+    def _check_hash_key(cls, value: str) -> str:
+        KeySource.parse(value)  # its ValueError says what is wrong
+        return value
+
+    @field_validator("choices")
+    @classmethod
+    def _check_choices(cls, value: int | None) -> int | None:
+        if value == 1:
+            raise ValueError(
+                "must be 0 (scan every target) or at least 2: one random choice ignores load"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> UpstreamConfig:
+        seen: dict[str, int] = {}
+        for i, target in enumerate(self.targets):
+            if target.url in seen:
+                first = seen[target.url]
+                raise ValueError(f"targets[{i}]: {target.url} is already targets[{first}]")
+            seen[target.url] = i
+        used = f"(this upstream's strategy is {self.strategy!r})"
+        if self.strategy == "consistent_hash":
+            if self.hash_key is None:
+                raise ValueError(f"hash_key: required with strategy = 'consistent_hash' ({SPECS})")
+        else:
+            for key in ("hash_key", "virtual_nodes", "bounded_load"):
+                if key in self.model_fields_set:
+                    raise ValueError(f"{key}: only used by strategy = 'consistent_hash' {used}")
+        if self.strategy != "least_connections" and "choices" in self.model_fields_set:
+            raise ValueError(f"choices: only used by strategy = 'least_connections' {used}")
+        if self.strategy == "round_robin" and any(t.weight != 1 for t in self.targets):
+            raise ValueError(
+                "weight: round_robin ignores weights; use strategy = 'weighted_round_robin'"
+            )
+        return self
+
+    @property
+    def key_source(self) -> KeySource | None:
+        return None if self.hash_key is None else KeySource.parse(self.hash_key)
+
+
+def unknown_upstreams(
+    route_upstreams: Sequence[str], upstreams: Mapping[str, UpstreamConfig]
+) -> list[tuple[int, str]]:
+    """(route index, reason) for every route naming an upstream that is not defined.
+
+    A route's `upstream` is either an http:// URL (an implicit pool of one) or the NAME
+    of an [upstreams.NAME] section; gateway/config.py adds these to its own problems.
+    """
+    defined = ", ".join(sorted(upstreams)) or "none"
+    return [
+        (i, f"no [upstreams.{name}] section defines {name!r} (defined: {defined})")
+        for i, name in enumerate(route_upstreams)
+        if not name.startswith("http://") and name not in upstreams
+    ]

@@ -1,0 +1,111 @@
+"""Which route gets a request, and which path its upstream receives.
+
+Stage 01 scanned a dict for the longest prefix of the raw request-target. This stage
+matches the *normalised* path (gateway/pathsafety.py) against a radix trie of route
+patterns (gateway/trie.py): a lookup costs one dict access per path segment however many
+routes there are, priority is by specificity instead of length or declaration order, and
+a route may name its methods (a path that matches with the wrong method is a 405).
+
+gateway.toml has two kinds of route, and both end up in the same trie:
+
+- `prefix = "/users"`: stage 01's meaning, `/users` and everything below it. It becomes
+  two patterns, `/users` and `/users/{rest:path}` (patterns.prefix_patterns), so a more
+  specific pattern route such as `/users/{id}/avatar` still wins below it.
+- `path = "/api/v1/users/{id}"`: a pattern, with an optional `rewrite = "/users/{id}"`.
+
+The path sent upstream is always built from what was matched, never from the raw bytes
+the client sent: the normalised path as it is, or with the prefix stripped, or the rewrite
+template filled with the captured parameters (raw, still percent-encoded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from gateway import trie
+from gateway.config import RouteConfig
+from gateway.pathsafety import SafePath
+from gateway.patterns import REST, rewrite
+from gateway.trie import Match, NotAllowed
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One `[[routes]]` entry, with what the proxy needs precomputed once at start-up."""
+
+    patterns: tuple[str, ...]  # what goes into the trie (a prefix route has two)
+    methods: frozenset[str] | None  # None: every method
+    upstream: str  # as configured: a pool's name, or e.g. http://127.0.0.1:9001
+    pool: str  # the upstream pool that picks the server (config.RouteConfig.pool)
+    # A URL upstream's scheme://host:port (its implicit pool's one target) and own path
+    # ("" or e.g. "/v1"), prepended to the target; both "" for a named pool, whose targets
+    # are bare servers. Either way the pool's lease says which server (proxy.py).
+    origin: str
+    base_path: str
+    strip_prefix: bool
+    rewrite: str | None
+    preserve_host: bool
+
+    @classmethod
+    def from_config(cls, config: RouteConfig) -> Route:
+        parts = urlsplit(config.upstream)
+        return cls(
+            patterns=config.patterns(),
+            methods=frozenset(config.methods) if config.methods is not None else None,
+            upstream=config.upstream,
+            pool=config.pool,
+            origin=f"{parts.scheme}://{parts.netloc}" if parts.scheme else "",
+            base_path=parts.path.rstrip("/") if parts.scheme else "",
+            strip_prefix=config.strip_prefix,
+            rewrite=config.rewrite,
+            preserve_host=config.preserve_host,
+        )
+
+    def upstream_target(self, path: SafePath, params: Mapping[str, str]) -> str:
+        """The request-target to send upstream: path and query, still percent-encoded.
+
+        Built from the normalised path that was matched, so the upstream cannot read the
+        request differently from the router. The query is passed on exactly as received.
+        """
+        if self.rewrite is not None:
+            target = rewrite(self.rewrite, params)
+        elif self.strip_prefix:
+            # What the catch-all captured is exactly what lies below the prefix:
+            # /users/1/x -> "1/x" -> /1/x; /users and /users/ capture nothing -> /.
+            target = "/" + params.get(REST, "")
+        else:
+            target = path.path
+        return self.base_path + target + path.query
+
+
+class Router:
+    """The routes of one gateway.toml, in a trie whose values are `Route`s."""
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        self._trie: trie.Router[Route] = trie.Router()
+        self._count = 0
+        for route in routes:
+            # config.load_config() has already refused conflicting routes with an error
+            # naming both; this would raise RouteConflict for a Router built by hand.
+            for pattern in route.patterns:
+                self._trie.add(pattern, route.methods, route)
+            self._count += 1
+        self._trie.compile()  # at start-up, not on the first request
+
+    @classmethod
+    def from_config(cls, routes: Iterable[RouteConfig]) -> Router:
+        return cls(Route.from_config(route) for route in routes)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def match(self, path: SafePath, method: str) -> Match[Route] | NotAllowed | None:
+        """The most specific route for this path and method; NotAllowed (405) if routes
+        match the path but none takes the method; None (404) if no route matches it.
+
+        Segments are compared percent-decoded (`/users/%6De` is `/users/me` to every
+        origin), and parameters carry the raw segments, ready to be forwarded.
+        """
+        return self._trie.match_segments(path.match_segments, method, path.segments)

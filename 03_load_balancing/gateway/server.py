@@ -1,0 +1,178 @@
+"""Serve the application on a listening socket until SIGTERM, then stop gracefully.
+
+aiohttp's `web.run_app` would do most of this in one call. It is spelled out here for
+three reasons: the socket may be inherited (`--fd N`, like systemd socket activation),
+the shutdown deadline must be the configured one, and malformed requests must get the
+same problem+json answer as every other gateway error (see ProblemRequestHandler).
+
+Graceful shutdown, in the order it happens:
+
+1. stop accepting: the listening socket closes, new connections go to another worker
+   (or are refused, which a load balancer in front retries elsewhere);
+2. idle keep-alive connections are closed; busy ones get `Connection: close` on their
+   current response;
+3. requests in flight get up to `shutdown_timeout` seconds to finish, then are cancelled;
+4. the upstream connection pool is closed, and the process exits 0.
+
+This is what Kubernetes expects between SIGTERM and SIGKILL, and what nginx's "graceful
+shutdown" (`nginx -s quit`) and Envoy's drain do, minus their connection draining
+across a hot restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from http import HTTPStatus
+
+from aiohttp import web
+
+from gateway import requestid
+from gateway.errors import TYPE_BASE, problem_response
+
+log = logging.getLogger("gateway.server")
+
+# Connections not yet accepted that the kernel queues (Linux caps it at somaxconn).
+BACKLOG = 1024
+
+# How long an idle client connection stays open between requests. aiohttp's default
+# (3630 s) suits a server behind a proxy; at the edge, idle connections are memory and
+# file descriptors held for clients that may never come back. nginx uses 75 s. A real
+# gateway would make this configurable.
+CLIENT_KEEPALIVE_TIMEOUT = 75.0
+
+
+class ProblemRequestHandler(web.RequestHandler):
+    """aiohttp's HTTP/1.1 protocol, answering malformed requests with problem+json.
+
+    When the HTTP parser rejects a request (garbage request line, invalid header, a line
+    over 8 KiB) no handler or middleware runs: aiohttp calls `handle_error` and sends a
+    text/plain 400, logging a full traceback. Overriding that one method gives the client
+    the same error shape as everything else and the log a single line. The connection is
+    closed afterwards (the parser cannot know where the next request would start), and
+    the process goes on serving every other connection.
+    """
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            # Part of a response went out already: no second one can follow. Raising
+            # makes aiohttp drop the connection, the only honest signal left.
+            raise ConnectionError("response already started; closing the connection")
+        request_id = requestid.new_id()
+        requestid.current.set(request_id)  # this task only: the log line below carries it
+        reason = _one_line(message or str(exc or "") or HTTPStatus(status).phrase)
+        if status >= 500:
+            log.error("error outside the handler chain: %s", reason, exc_info=exc)
+        else:
+            log.info("malformed request from %s: %s", request.remote, reason)
+        response = problem_response(
+            status,
+            HTTPStatus(status).phrase,
+            reason if status < 500 else "the gateway failed to handle this request",
+            type_=TYPE_BASE + ("bad-request" if status == 400 else "internal-error"),
+            request_id=request_id,
+        )
+        response.force_close()
+        return response
+
+
+def _one_line(message: str, limit: int = 200) -> str:
+    """aiohttp's parser errors span lines (message, raw bytes, a ^ marker): keep the text."""
+    parts = [line.strip() for line in message.splitlines()]
+    text = " ".join(part for part in parts if part and set(part) != {"^"})
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def inherited_socket(fd: int) -> socket.socket:
+    """The listening TCP socket behind an inherited file descriptor (`--fd N`)."""
+    sock = socket.socket(fileno=fd)
+    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        sock.detach()  # not ours to close
+        raise OSError(f"file descriptor {fd} is a socket but not a listening one")
+    return sock
+
+
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # SO_REUSEADDR: a restart may bind while old connections sit in TIME_WAIT. It
+        # does not let two processes listen on one port; SO_REUSEPORT does, and is only
+        # set for --workers (see workers.py), so a second gateway started by mistake on
+        # a busy port still fails loudly instead of silently sharing the traffic.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def serve(app: web.Application, sock: socket.socket, *, shutdown_timeout: float) -> None:
+    """Serve `app` on `sock` until SIGTERM or SIGINT, then shut down gracefully."""
+    # access_log=None: aiohttp's own access log is off; gateway.accesslog replaces it.
+    # auto_decompress=False: a gzip request body must reach the upstream as gzip,
+    # with the Content-Length the client sent.
+    handler_options = {
+        "access_log": None,
+        "auto_decompress": False,
+        "keepalive_timeout": CLIENT_KEEPALIVE_TIMEOUT,
+    }
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=shutdown_timeout,
+        # A client that disconnects cancels its handler, and with it the upstream
+        # request: nobody is left to read the answer, so the upstream connection is
+        # freed at once (Envoy resets the upstream stream the same way).
+        handler_cancellation=True,
+        **handler_options,
+    )
+    await runner.setup()  # application start-up: the upstream ClientSession is created
+    loop = asyncio.get_running_loop()
+    manager = runner.server
+    assert manager is not None
+
+    def protocol() -> ProblemRequestHandler:
+        return ProblemRequestHandler(manager, loop=loop, **handler_options)  # type: ignore[arg-type]
+
+    listener = await loop.create_server(protocol, sock=sock, backlog=BACKLOG)
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    host, port = sock.getsockname()[:2]
+    log.info("serving on http://%s:%d", host, port)
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping: finishing requests in flight (at most %gs)", shutdown_timeout)
+        listener.close()  # 1. no new connections
+        # aiohttp waits up to shutdown_timeout for handlers, then up to shutdown_timeout
+        # again for them to react to cancellation, which a handler waiting on an upstream
+        # never does. Closing the connections still busy at the deadline cancels their
+        # handlers (handler_cancellation above), so the deadline is the configured one.
+        deadline = loop.call_later(shutdown_timeout, _cut_off, manager)
+        try:
+            await runner.cleanup()  # 2.-4. idle connections, in-flight requests, the pool
+        finally:
+            deadline.cancel()
+        log.info("stopped")
+
+
+def _cut_off(manager: web.Server) -> None:
+    busy = manager.connections
+    if busy:
+        log.warning("shutdown deadline reached: closing %d busy connections", len(busy))
+    for connection in busy:
+        connection.force_close()

@@ -1,0 +1,101 @@
+"""--workers N: N processes serve one port; SIGTERM to the parent stops them all cleanly."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from stage_config import render
+
+from common.testing.gateway import HEALTH_PATH, RouteSpec, start_gateway
+from common.testing.processes import HOST, Proc, child_env, wait_healthy
+
+STAGE = Path(__file__).resolve().parents[1]
+CONFIG = render([RouteSpec("/users", "http://127.0.0.1:9")])  # no request goes upstream
+
+
+def serving_pids(proc: Proc, want: int = 2, attempts: int = 300) -> set[int]:
+    """Ask the health endpoint on fresh connections until `want` different pids answered.
+
+    Which worker accepts a connection is the kernel's choice, not ours: keep asking
+    (each request is a new connection) rather than expecting a strict alternation.
+    """
+    pids: set[int] = set()
+    for _ in range(attempts):
+        with urllib.request.urlopen(proc.url + HEALTH_PATH, timeout=5) as response:
+            pids.add(json.load(response)["pid"])
+        if len(pids) >= want:
+            break
+    return pids
+
+
+def assert_stops_cleanly(proc: Proc, workers: set[int]) -> None:
+    proc.popen.send_signal(signal.SIGTERM)
+    assert proc.popen.wait(timeout=15) == 0
+    # The parent waited for (and reaped) its workers before exiting.
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+
+
+def test_two_workers_share_an_inherited_socket(tmp_path: Path) -> None:
+    proc = start_gateway(STAGE, CONFIG, tmp_path, "--workers", "2")
+    try:
+        pids = serving_pids(proc)
+        assert len(pids) == 2, f"only {pids} answered"
+        assert proc.pid not in pids  # the parent supervises, it does not serve
+        assert_stops_cleanly(proc, pids)
+    finally:
+        proc.stop()
+
+
+def free_port() -> int:
+    # A port the kernel just handed out: not one of the fixed ports a reader may be using.
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def test_two_workers_bind_one_port_with_so_reuseport(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(CONFIG, encoding="utf-8")
+    port = free_port()
+    log = tmp_path / "gateway.log"
+    with open(log, "wb") as out:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "--config", str(config)]
+            + ["--port", str(port), "--workers", "2"],
+            cwd=STAGE,
+            env=child_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    proc = Proc("gateway-reuseport", port, popen, log, HEALTH_PATH)
+    try:
+        wait_healthy(proc)
+        pids = serving_pids(proc)
+        assert len(pids) == 2, f"only {pids} answered"
+        assert_stops_cleanly(proc, pids)
+    finally:
+        proc.stop()
+
+
+def test_a_busy_port_is_an_error_not_a_silent_share(tmp_path: Path) -> None:
+    """Without --workers no SO_REUSEPORT: a second gateway on a taken port fails loudly."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(CONFIG, encoding="utf-8")
+    with socket.create_server((HOST, 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway", "--config", str(config), "--port", str(port)],
+            cwd=STAGE,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}: address already in use" in result.stderr

@@ -1,0 +1,68 @@
+"""lb-bench's output: rich tables with bars for the terminal, Markdown for ARCHITECTURE.md."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+
+
+@dataclass
+class Section:
+    title: str
+    columns: list[str]  # a blank name marks a column of bars
+    rows: list[list[str]] = field(default_factory=list)  # an empty row separates groups
+    notes: list[str] = field(default_factory=list)
+    # (claim, met): met is None for a figure shown next to a target without being judged.
+    verdicts: list[tuple[str, bool | None]] = field(default_factory=list)
+
+
+def bar(value: float, full: float, width: int = 24) -> str:
+    """A horizontal bar, `width` characters long at `full`, in eighths of a character."""
+    eighths = max(0, min(width * 8, round(value / full * width * 8)))
+    whole, part = divmod(eighths, 8)
+    return "█" * whole + (_EIGHTHS[part] if part else "")
+
+
+def print_rich(sections: list[Section], machine: str, console: Console) -> None:
+    for section in sections:
+        table = Table(title=section.title, title_justify="left", box=box.SIMPLE_HEAD)
+        for i, name in enumerate(section.columns):
+            left = i == 0 or not name.strip()
+            table.add_column(name, justify="left" if left else "right", no_wrap=True)
+        for row in section.rows:
+            if any(row):
+                table.add_row(*row)
+            else:
+                table.add_section()
+        console.print(table)
+        for note in section.notes:
+            console.print(note, style="dim", highlight=False)
+        for claim, met in section.verdicts:
+            mark = "[dim]·[/]" if met is None else "[green]✓[/]" if met else "[red]✗[/]"
+            console.print(f"{mark} {claim}", highlight=False)
+        console.print()
+    console.print(f"Machine: {machine}", style="dim", highlight=False)
+
+
+def print_markdown(sections: list[Section], machine: str) -> None:
+    for section in sections:
+        print(f"**{section.title}**\n")
+        print("| " + " | ".join(section.columns) + " |")
+        aligns = (
+            "---" if i == 0 or not n.strip() else "---:" for i, n in enumerate(section.columns)
+        )
+        print("|" + "|".join(aligns) + "|")
+        for row in filter(any, section.rows):
+            print("| " + " | ".join(row) + " |")
+        print()
+        for note in section.notes:
+            print(f"{note}  ")
+        for claim, met in section.verdicts:
+            print(f"{'·' if met is None else '✓' if met else '✗'} {claim}  ")
+        print()
+    print(f"Machine: {machine}")
