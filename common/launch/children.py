@@ -25,6 +25,9 @@ TAIL_LINES = 20
 # (terminationGracePeriodSeconds) default to 10 s and 30 s; our dummy servers have no
 # long requests to drain, and a reader waiting at Ctrl-C should not wait long.
 STOP_TIMEOUT = 5.0
+# The gateway drains requests in flight for `[server] shutdown_timeout` (10 s in every
+# stage's gateway.toml) before it exits by itself; SIGKILL only after that, plus a margin.
+GATEWAY_STOP_TIMEOUT = 15.0
 
 # How much output to read at once. Reading chunks and splitting lines ourselves instead of
 # StreamReader.readline(): readline() raises on a line longer than its 64 KiB limit, and

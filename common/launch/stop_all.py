@@ -22,11 +22,12 @@ from rich.table import Table
 from rich.text import Text
 
 from common.launch import output, pidfiles
-from common.launch.children import STOP_TIMEOUT
+from common.launch.children import GATEWAY_STOP_TIMEOUT, STOP_TIMEOUT
 from common.launch.pidfiles import PidRecord
 
-# A launcher needs up to STOP_TIMEOUT for the gateway and again for the backends.
-LAUNCHER_GRACE = 2 * STOP_TIMEOUT + 5.0
+# A launcher needs up to GATEWAY_STOP_TIMEOUT for the gateway, then STOP_TIMEOUT for the
+# backends.
+LAUNCHER_GRACE = GATEWAY_STOP_TIMEOUT + STOP_TIMEOUT + 5.0
 
 
 class Target:

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 from common.launch import output, pidfiles
-from common.launch.children import Child
+from common.launch.children import GATEWAY_STOP_TIMEOUT, STOP_TIMEOUT, Child
 from common.launch.config import REPO_ROOT, Stage
 from common.launch.health import wait_healthy
 from common.testing.processes import child_env
@@ -166,9 +166,13 @@ class Supervisor:
     async def _stop_everything(self, failed: Child | None) -> None:
         """The gateway first, so no request is sent to a backend that is going away;
         then the backends together (nothing depends on a backend but the gateway)."""
-        for group in ([self.gateway] if self.gateway else [], self.backends):
+        groups = (
+            ([self.gateway] if self.gateway else [], GATEWAY_STOP_TIMEOUT),
+            (self.backends, STOP_TIMEOUT),
+        )
+        for group, timeout in groups:
             started = [c for c in group if c.process is not None]
-            codes = await asyncio.gather(*(c.stop() for c in started))
+            codes = await asyncio.gather(*(c.stop(timeout) for c in started))
             for child, code in zip(started, codes, strict=True):
                 if child is not failed:
                     output.stopped(child.name, child.colour, code, child.killed)

@@ -60,7 +60,11 @@ class Target:
 
         The pool refreshes expired ejections before every pick, so `ejected` is current.
         """
-        return self.health.active_ok and not self.health.ejected
+        # Every strategy reads this for every candidate on every request, so it reads the
+        # field behind `health.ejected` instead of calling that property: one Python call
+        # less per candidate (~30 ns; the whole pick + lease path costs about 0.5 µs).
+        health = self.health
+        return health.active_ok and health.ejected_until is None
 
 
 def less_loaded(a: Target, b: Target) -> bool:
