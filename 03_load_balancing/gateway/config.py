@@ -20,7 +20,12 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gateway.balancing.config import UpstreamConfig, UpstreamName, unknown_upstreams
+from gateway.balancing.config import (
+    UpstreamConfig,
+    UpstreamName,
+    split_http_url,
+    unknown_upstreams,
+)
 from gateway.patterns import PatternError, check_rewrite, parse_pattern, prefix_patterns
 from gateway.trie import RouteConflict, Router
 
@@ -141,15 +146,7 @@ class RouteConfig(_Strict):
     def _check_upstream(cls, value: str) -> str:
         if POOL_NAME.fullmatch(value):
             return value  # a pool's name; load_config checks that [upstreams.NAME] exists
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 - raises ValueError for a port such as :99999 or :abc
-        except ValueError:
-            raise ValueError("must be an http:// URL with a valid port") from None
-        if parts.scheme != "http" or not parts.hostname:
-            # TLS to upstreams is a production must-have (mTLS in a mesh) but not this
-            # repo's lesson: every backend here speaks plain HTTP on 127.0.0.1.
-            raise ValueError("must be an http:// URL")
+        parts = split_http_url(value)
         if parts.query or parts.fragment or parts.username or parts.password:
             raise ValueError("must not contain a query, a fragment or credentials")
         return value.rstrip("/")  # a base path is kept; the trailing slash is not
