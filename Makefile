@@ -18,7 +18,7 @@ NEWEST_GATEWAY := $(lastword $(patsubst %/gateway/,%,$(sort $(wildcard [0-9][0-9
 STAGE ?= $(NEWEST_GATEWAY)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test check diff lint services pass-through trie lb stop-all bench trie-bench \
+.PHONY: help venv test check propagate diff lint services pass-through trie lb stop-all bench trie-bench \
 	lb-bench lb-chaos clean
 
 help: ## list every target (the default)
@@ -41,12 +41,17 @@ test: $(STAMP) ## run common/ and every stage's tests, one pytest process per st
 check: $(STAMP) ## monorepo checks: structure, drift between stages, docs vs code, demo.http lint
 	$(PY) -m common.check
 
+propagate: $(STAMP) ## carry a fix in a stage forward into every later stage: make propagate FROM=02
+	@test -n "$(FROM)" || { echo "usage: make propagate FROM=02 [ARGS=--dry-run]"; exit 2; }
+	@$(PY) -m common.propagate $(FROM) $(ARGS)
+
 diff: $(STAMP) ## show what a stage adds: make diff A=01 B=02
 	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make diff A=01 B=02"; exit 2; }
 	@$(PY) -m common.diff $(A) $(B)
 
-lint: $(STAMP) ## ruff over common/ and every stage
+lint: $(STAMP) ## ruff (lint rules and formatting) over common/ and every stage
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 services: $(STAMP) ## 00: the three dummy backends alone on :9001-9003 (Ctrl-C stops all)
 	$(PY) -m common.launch 00_services

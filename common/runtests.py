@@ -1,24 +1,34 @@
-"""`make test`: common/'s tests, then every stage's, each in its own pytest process.
+"""`make test`: common/'s tests and every stage's, each in its own pytest process.
 
 Why one process per stage: every stage has a package called `gateway`. In one interpreter
 the first stage imported wins and every later stage would silently test stage 01's code.
 A subprocess per stage (cwd = the stage folder, so `import gateway` finds *its* package)
 is the simplest way to make that impossible.
 
-Usage: python -m common.runtests [--only 01 --only common] [-- extra pytest args]
+Suites run `--jobs` at a time (default 2, one per core of the machine CI runs on), the
+longest first so the last one to start is a short one. They can: every test binds its own
+ephemeral ports on 127.0.0.1 and writes under its own tmp_path, so two suites share
+nothing but the CPU. Each suite's output is kept until it ends and then printed whole, so
+two suites never interleave their lines; a line per start and end shows progress.
+
+Usage: python -m common.runtests [--only 01 --only common] [--jobs N] [-- extra pytest args]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from common.testing.processes import REPO_ROOT, child_env
@@ -27,6 +37,9 @@ STAGE_DIR = re.compile(r"^\d\d_[a-z0-9_]+$")
 # pytest's closing line, e.g. "==== 3 failed, 41 passed, 1 skipped in 12.3s ====".
 COUNTS = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)")
 NO_TESTS_COLLECTED = 5  # pytest's exit code when it found nothing to run
+# Rough seconds per suite on 2 cores, to start the long ones first. Only the order depends
+# on these: a wrong guess costs a little wall time, never a result.
+EXPECTED_SECONDS = {"common": 60}
 
 
 @dataclass
@@ -42,6 +55,7 @@ class Outcome:
     code: int
     counts: dict[str, int]
     seconds: float
+    output: str = ""
 
     @property
     def ok(self) -> bool:
@@ -55,54 +69,41 @@ def suites(root: Path = REPO_ROOT) -> list[Suite]:
     return found
 
 
-def run_suite(suite: Suite, extra: list[str], console: Console) -> Outcome:
-    console.rule(f"[bold]{suite.name}")
+def longest_first(selected: list[Suite]) -> list[Suite]:
+    """Later stages hold every earlier contract and more: they take longest."""
+
+    def expected(suite: Suite) -> int:
+        if suite.name in EXPECTED_SECONDS:
+            return EXPECTED_SECONDS[suite.name]
+        return 10 * int(suite.name[:2])  # 01: 10 s ... 07: 70 s, as a rough guide
+
+    return sorted(selected, key=expected, reverse=True)
+
+
+def run_suite(suite: Suite, extra: list[str]) -> Outcome:
     if not (suite.cwd / suite.target).is_dir():
-        console.print(f"[red]{suite.name}: no {suite.target}/ folder: a stage without tests fails")
-        return Outcome(suite, NO_TESTS_COLLECTED, {}, 0.0)
+        message = f"{suite.name}: no {suite.target}/ folder: a stage without tests fails\n"
+        return Outcome(suite, NO_TESTS_COLLECTED, {}, 0.0, message)
     started = time.monotonic()
-    # Output streams straight through (CI logs show progress); the closing line is parsed
-    # from a tee'd copy.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", suite.target, "-q", *extra],
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", suite.target, "-q", "--color=no", *extra],
         cwd=suite.cwd,
         env=child_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        errors="replace",
     )
-    last_lines: list[str] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        sys.stdout.write(line)
-        sys.stdout.flush()
-        last_lines = (last_lines + [line])[-5:]
-    code = proc.wait()
     counts: dict[str, int] = {}
-    for line in last_lines:
+    for line in proc.stdout.splitlines()[-5:]:
         for number, word in COUNTS.findall(line):
             key = "errors" if word.startswith("error") else word
             counts[key] = counts.get(key, 0) + int(number)
-    return Outcome(suite, code, counts, time.monotonic() - started)
+    return Outcome(suite, proc.returncode, counts, time.monotonic() - started, proc.stdout)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", action="append", default=[], help="a suite: common or 01")
-    parser.add_argument("pytest_args", nargs="*", help="passed to pytest (after --)")
-    args = parser.parse_args(argv)
-    console = Console()
-    selected = [
-        s
-        for s in suites()
-        if not args.only or any(s.name == o or s.name.startswith(o + "_") for o in args.only)
-    ]
-    if not selected:
-        console.print(f"[red]no suite matches {args.only}")
-        return 2
-    outcomes = [run_suite(s, args.pytest_args, console) for s in selected]
-
-    table = Table(title="make test")
+def summary(outcomes: list[Outcome], seconds: float, jobs: int) -> Table:
+    table = Table(title=f"make test: {seconds:.0f} s wall time, {jobs} suites at a time")
     for column in ("suite", "result", "passed", "failed", "skipped", "seconds"):
         table.add_column(column, justify="left" if column in ("suite", "result") else "right")
     for o in outcomes:
@@ -118,7 +119,48 @@ def main(argv: list[str] | None = None) -> int:
             str(o.counts.get("skipped", 0)),
             f"{o.seconds:.1f}",
         )
-    console.print(table)
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", action="append", default=[], help="a suite: common or 01")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=int(os.environ.get("TEST_JOBS", "2")),
+        help="suites at a time (default 2, or $TEST_JOBS)",
+    )
+    parser.add_argument("pytest_args", nargs="*", help="passed to pytest (after --)")
+    args = parser.parse_args(argv)
+    console = Console()
+    selected = [
+        s
+        for s in suites()
+        if not args.only or any(s.name == o or s.name.startswith(o + "_") for o in args.only)
+    ]
+    if not selected:
+        console.print(f"[red]no suite matches {escape(str(args.only))}")
+        return 2
+    jobs = max(1, args.jobs)
+    lock = threading.Lock()  # one suite's report at a time on the terminal
+
+    def run_and_report(suite: Suite) -> Outcome:
+        with lock:
+            console.print(f"[dim]▶ {suite.name} started[/]")
+        outcome = run_suite(suite, args.pytest_args)
+        with lock:
+            console.rule(f"[bold]{suite.name}[/] ({outcome.seconds:.0f} s)")
+            # Test output is data, never markup: a test name with [brackets] prints as is.
+            console.print(outcome.output, markup=False, highlight=False, end="")
+        return outcome
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        by_name = {o.suite.name: o for o in pool.map(run_and_report, longest_first(selected))}
+    outcomes = [by_name[s.name] for s in selected]  # the table in repo order
+
+    console.print(summary(outcomes, time.monotonic() - started, jobs))
     passed = sum(o.counts.get("passed", 0) for o in outcomes)
     failed = sum(o.counts.get("failed", 0) + o.counts.get("errors", 0) for o in outcomes)
     bad = [o.suite.name for o in outcomes if not o.ok]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+import gateway
 from gateway.app import build_app
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.requestid import RequestIdFilter
@@ -41,7 +42,7 @@ stderr = Console(stderr=True, soft_wrap=True, highlight=False)
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m gateway",
-        description="Stage 01 API gateway: dict routing and a streaming reverse proxy.",
+        description=gateway.__doc__.partition("\n")[0] if gateway.__doc__ else None,
     )
     parser.add_argument("--config", default="gateway.toml", help="config file (gateway.toml)")
     parser.add_argument("--host", help="listen address (default: [server] host)")
@@ -126,9 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     for route in config.routes:
-        flags = [f for f in ("strip_prefix", "preserve_host") if getattr(route, f)]
-        suffix = f" ({', '.join(flags)})" if flags else ""
-        log.info("route %s -> %s%s", route.prefix, route.upstream, suffix)
+        log.info("route %s", route.describe())
     app = build_app(config)
     loop_factory = uvloop.new_event_loop if uvloop is not None else None
     with asyncio.Runner(loop_factory=loop_factory) as runner:

@@ -14,29 +14,19 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
-# Timeouts and the like are capped at an hour: a larger value is almost certainly a unit
-# mistake (milliseconds typed into a seconds field), and it is better caught at start-up.
-Seconds = Annotated[float, Field(gt=0, le=3600)]
-Port = Annotated[int, Field(ge=0, le=65535)]
+from gateway.validation import Port, Seconds, Strict, describe
 
 
 class ConfigError(Exception):
     """A bad configuration file; the message is ready to print as is."""
 
 
-# strict=True: TOML has real types, so `port = "8080"` is a mistake worth reporting, not a
-# string to coerce. extra="forbid": a misspelt key (`strip_prefx = true`) fails loudly
-# instead of being ignored while the default silently applies.
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class ServerConfig(_Strict):
+class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: Port = 8080
     access_log: bool = True
@@ -46,12 +36,17 @@ class ServerConfig(_Strict):
     shutdown_timeout: Annotated[float, Field(ge=0, le=3600)] = 10.0
 
 
-class TimeoutsConfig(_Strict):
+class TimeoutsConfig(Strict):
+    """Every route's upstream timeouts (routing.Route.timeouts; a later stage adds
+    per-route values and a total deadline on top of these defaults)."""
+
     connect: Seconds = 2.0  # TCP connect to the upstream -> 504 when exceeded
     read: Seconds = 30.0  # waiting for the response head, and between body chunks -> 504
 
 
-class PoolConfig(_Strict):
+class ConnectionsConfig(Strict):
+    """[connections]: the gateway's pool of upstream connections, shared by every route."""
+
     # Upstream connections the gateway may hold open at once, over all upstreams. Envoy's
     # circuit breaker default is the same 1024 per cluster; aiohttp's own default of 100
     # would quietly queue the 101st concurrent request.
@@ -63,7 +58,7 @@ class PoolConfig(_Strict):
     idle_timeout: Seconds = 4.0
 
 
-class RouteConfig(_Strict):
+class RouteConfig(Strict):
     prefix: str
     upstream: str
     strip_prefix: bool = False
@@ -84,6 +79,12 @@ class RouteConfig(_Strict):
             raise ValueError("must be a plain path: no query, fragment, spaces or non-ASCII")
         return value
 
+    def describe(self) -> str:
+        """One line for the start-up log: `prefix /debug -> http://... (strip_prefix)`."""
+        flags = [f for f in ("strip_prefix", "preserve_host") if getattr(self, f)]
+        suffix = f" ({', '.join(flags)})" if flags else ""
+        return f"prefix {self.prefix} -> {self.upstream}{suffix}"
+
     @field_validator("upstream")
     @classmethod
     def _check_upstream(cls, value: str) -> str:
@@ -101,10 +102,10 @@ class RouteConfig(_Strict):
         return value.rstrip("/")  # a base path is kept; the trailing slash is not
 
 
-class GatewayConfig(_Strict):
+class GatewayConfig(Strict):
     server: ServerConfig = ServerConfig()
     timeouts: TimeoutsConfig = TimeoutsConfig()
-    pool: PoolConfig = PoolConfig()
+    connections: ConnectionsConfig = ConnectionsConfig()
     routes: Annotated[list[RouteConfig], Field(min_length=1)]
 
 
@@ -124,7 +125,7 @@ def load_config(path: Path, shown: str | None = None) -> GatewayConfig:
     try:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError("\n".join(_describe(shown, err) for err in exc.errors())) from None
+        raise ConfigError("\n".join(describe(shown, err) for err in exc.errors())) from None
     problems = _duplicate_prefixes(shown, config)
     if problems:
         raise ConfigError("\n".join(problems))
@@ -143,22 +144,3 @@ def _duplicate_prefixes(shown: str, config: GatewayConfig) -> list[str]:
             )
         first.setdefault(route.prefix, i)
     return problems
-
-
-# pydantic's wording for the errors people actually make, said the way a reader expects.
-_REASONS = {
-    "missing": "required key is missing",
-    "extra_forbidden": "unknown key",
-}
-
-
-def _describe(shown: str, err: Any) -> str:
-    """One pydantic error as `file: routes[1].upstream: reason (got value)`."""
-    key = ""
-    for part in err["loc"]:
-        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
-    reason = _REASONS.get(err["type"]) or err["msg"].removeprefix("Value error, ")
-    if err["type"] not in _REASONS:
-        got = repr(err["input"])
-        reason += f" (got {got if len(got) <= 60 else got[:57] + '...'})"
-    return f"{shown}: {key or '(top level)'}: {reason}"

@@ -11,15 +11,26 @@ bytes as the client sent them, so `/users/../admin` matches the `/users` route a
 forwarded as is, and `/%75sers` (a percent-encoded `u`) matches nothing. The upstream
 may decode and normalise differently from the router, and that gap is exactly where
 path-confusion attacks live. Stage 02 normalises before it routes.
+
+Routing is a middleware (`routing_middleware`), the first one after the error handler:
+it puts the matched route on the request (`request[ROUTE]`) or answers 404 itself, so
+every middleware after it (auth, rate limits, the cache, in later stages) can apply the
+route's own policy, and the handler only forwards.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from gateway.config import RouteConfig
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from gateway.config import RouteConfig, TimeoutsConfig
+from gateway.errors import NoRoute
+from gateway.proxy import Timeouts
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +43,12 @@ class Route:
     base_path: str  # the upstream URL's own path ("" or e.g. "/v1"), prepended to the target
     strip_prefix: bool
     preserve_host: bool
+    timeouts: Timeouts
 
     @classmethod
-    def from_config(cls, config: RouteConfig) -> Route:
+    def from_config(cls, config: RouteConfig, timeouts: TimeoutsConfig | None = None) -> Route:
         parts = urlsplit(config.upstream)
+        timeouts = timeouts or TimeoutsConfig()  # [timeouts] as gateway.toml defaults it
         return cls(
             prefix=config.prefix,
             upstream=config.upstream,
@@ -43,9 +56,10 @@ class Route:
             base_path=parts.path.rstrip("/"),
             strip_prefix=config.strip_prefix,
             preserve_host=config.preserve_host,
+            timeouts=Timeouts(timeouts.connect, timeouts.read),
         )
 
-    def upstream_target(self, target: str) -> str:
+    def request_target(self, target: str) -> str:
         """The request-target to send upstream: path and query, still percent-encoded.
 
         `target` is the client's raw request-target (`/users/1?x=%2F`). Nothing here
@@ -58,13 +72,26 @@ class Route:
         return self.base_path + target if self.base_path else target
 
 
+class RouteMatch(NamedTuple):
+    """What routing found for one request: `request[ROUTE]`, for every later step."""
+
+    route: Route
+    path: str  # the path that was matched (here the raw one, query cut off)
+    request_target: str  # path + query as the upstream receives them
+
+
+ROUTE = web.RequestKey("route", RouteMatch)
+
+
 class Router:
     def __init__(self, routes: Iterable[Route]) -> None:
         self._routes: dict[str, Route] = {route.prefix: route for route in routes}
 
     @classmethod
-    def from_config(cls, routes: Iterable[RouteConfig]) -> Router:
-        return cls(Route.from_config(route) for route in routes)
+    def from_config(
+        cls, routes: Iterable[RouteConfig], timeouts: TimeoutsConfig | None = None
+    ) -> Router:
+        return cls(Route.from_config(route, timeouts) for route in routes)
 
     def __len__(self) -> int:
         return len(self._routes)
@@ -87,3 +114,25 @@ class Router:
             ):
                 best, best_len = route, n
         return best
+
+
+def routing_middleware(router: Router, routed: Handler) -> Middleware:
+    """Match every request that `routed` (the proxy handler) will answer; 404 if none.
+
+    The gateway's own endpoints (`/_gateway/health`) have handlers of their own and pass
+    through unrouted: no route can shadow them, and a later middleware can tell them
+    apart by the missing `request[ROUTE]`.
+    """
+
+    @web.middleware
+    async def route(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.match_info.handler != routed:  # `!=`: a bound method is made per access
+            return await handler(request)
+        target = request.raw_path
+        found = router.match(target)
+        if found is None:
+            raise NoRoute(f"no route matches {target.partition('?')[0]}")
+        request[ROUTE] = RouteMatch(found, target.partition("?")[0], found.request_target(target))
+        return await handler(request)
+
+    return route

@@ -1,15 +1,15 @@
-"""This stage's gateway.toml dialect, rendered from neutral route descriptions.
+"""This stage's gateway.toml dialect, rendered from a neutral `GatewaySpec`.
 
-The proxy contract (common/contracts/proxy.py) and the bench describe routes as
-`RouteSpec`s and call `render()`; a later stage whose config looks different rewrites
-only this file.
+The contracts (common/contracts/), the benches and this stage's own tests describe the
+gateway they want as a `GatewaySpec` (common/testing/specs.py) and call `render(spec)`;
+a later stage whose config looks different rewrites only this file.
 """
 
 from __future__ import annotations
 
 import json
 
-from common.testing.gateway import RouteSpec
+from common.testing.specs import GatewaySpec, RouteSpec, Unsupported
 
 
 def _toml(value: object) -> str:
@@ -17,24 +17,21 @@ def _toml(value: object) -> str:
     return json.dumps(value)
 
 
-def render(
-    routes: list[RouteSpec],
-    *,
-    connect_timeout: float = 2.0,
-    read_timeout: float = 30.0,
-    shutdown_timeout: float = 10.0,
-    access_log: bool = False,
-) -> str:
+def render(spec: GatewaySpec) -> str:
+    if spec.pools:
+        raise Unsupported("stage 01 has no upstream pools: a route's upstream is a URL")
     lines = [
         "[server]",
-        f"access_log = {_toml(access_log)}",
-        f"shutdown_timeout = {_toml(float(shutdown_timeout))}",
+        f"access_log = {_toml(spec.access_log)}",
+        f"shutdown_timeout = {_toml(float(spec.shutdown_timeout))}",
         "",
         "[timeouts]",
-        f"connect = {_toml(float(connect_timeout))}",
-        f"read = {_toml(float(read_timeout))}",
+        f"connect = {_toml(float(spec.connect_timeout))}",
+        f"read = {_toml(float(spec.read_timeout))}",
     ]
-    for route in routes:
+    for route in spec.routes:
+        if not isinstance(route, RouteSpec):
+            raise Unsupported(f"stage 01 has prefix routes only, not {route!r}")
         lines += [
             "",
             "[[routes]]",

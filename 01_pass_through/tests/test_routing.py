@@ -51,7 +51,7 @@ def test_no_normalisation_a_dot_dot_path_stays_under_its_prefix() -> None:
     # Forwarded as is: the upstream, not the router, decides what /users/../admin means.
     match = ROUTER.match("/users/../admin")
     assert match is not None and match.prefix == "/users"
-    assert match.upstream_target("/users/../admin") == "/users/../admin"
+    assert match.request_target("/users/../admin") == "/users/../admin"
 
 
 def test_a_root_route_catches_everything_else() -> None:
@@ -72,15 +72,15 @@ def test_a_root_route_catches_everything_else() -> None:
 )
 def test_strip_prefix_removes_exactly_the_prefix(prefix: str, target: str, sent: str) -> None:
     stripped = Route.from_config(route(prefix, strip_prefix=True))
-    assert stripped.upstream_target(target) == sent
+    assert stripped.request_target(target) == sent
     kept = Route.from_config(route(prefix))
-    assert kept.upstream_target(target) == target
+    assert kept.request_target(target) == target
 
 
 def test_an_upstream_base_path_is_prepended() -> None:
     based = Route.from_config(route("/api", "http://127.0.0.1:9001/v1/", strip_prefix=True))
     assert based.origin == "http://127.0.0.1:9001"
-    assert based.upstream_target("/api/users?x=1") == "/v1/users?x=1"
+    assert based.request_target("/api/users?x=1") == "/v1/users?x=1"
 
 
 # End to end: what the upstream receives for the paths stage 02 will normalise or refuse.

@@ -1,18 +1,21 @@
-"""Stage 02: stage 01's streaming reverse proxy, routed by a radix trie over a safe path.
+"""Stage 02 API gateway: stage 01's streaming proxy, routed by a radix trie over a safe path.
 
+(The first line above is also what `python -m gateway --help` says: one place per stage.)
 `python -m gateway --config gateway.toml` starts it. The modules, in the order a request
 meets them:
 
 - `server.py`     listening socket(s), worker processes, signals, graceful shutdown
-- `app.py`        the aiohttp application: lifecycle and the middleware chain
+- `app.py`        the aiohttp application: lifecycle, the middleware chain, the handler
 - `requestid.py`  X-Request-ID: kept or generated, and stamped on every log line
 - `accesslog.py`  one line per request
 - `errors.py`     every error the gateway itself produces, as application/problem+json
 - `pathsafety.py` the path normalised before routing: dot-segments, `//`, refused escapes
-- `routing.py`    normalised path + method -> route, and the path its upstream receives
+- `routing.py`    normalised path + method -> route, and the path its upstream receives;
+                  the routing middleware
 - `trie.py`       the radix trie: priority, backtracking, 405 (built by `trie_build.py`)
 - `patterns.py`   route patterns (`/users/{id}`, `{rest:path}`) and rewrite templates
-- `proxy.py`      forwarding one request to one upstream, streaming both ways
+- `proxy.py`      one request to one upstream: `open` it, then `relay` the answer
 - `headers.py`    hop-by-hop headers, X-Forwarded-* / Forwarded, Via
 - `config.py`     gateway.toml, validated, with errors that name the key
+- `validation.py` what every config model shares: strictness, seconds, ports
 """

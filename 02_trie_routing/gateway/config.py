@@ -12,36 +12,24 @@ protobuf-validated YAML (`--mode validate` checks a file without starting); ngin
 
 from __future__ import annotations
 
-import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
+from gateway.headers import TOKEN
 from gateway.patterns import PatternError, check_rewrite, parse_pattern, prefix_patterns
 from gateway.trie import RouteConflict, Router
-
-# Timeouts and the like are capped at an hour: a larger value is almost certainly a unit
-# mistake (milliseconds typed into a seconds field), and it is better caught at start-up.
-Seconds = Annotated[float, Field(gt=0, le=3600)]
-Port = Annotated[int, Field(ge=0, le=65535)]
-_METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
+from gateway.validation import Port, Seconds, Strict, describe
 
 
 class ConfigError(Exception):
     """A bad configuration file; the message is ready to print as is."""
 
 
-# strict=True: TOML has real types, so `port = "8080"` is a mistake worth reporting, not a
-# string to coerce. extra="forbid": a misspelt key (`strip_prefx = true`) fails loudly
-# instead of being ignored while the default silently applies.
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class ServerConfig(_Strict):
+class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: Port = 8080
     access_log: bool = True
@@ -51,12 +39,17 @@ class ServerConfig(_Strict):
     shutdown_timeout: Annotated[float, Field(ge=0, le=3600)] = 10.0
 
 
-class TimeoutsConfig(_Strict):
+class TimeoutsConfig(Strict):
+    """Every route's upstream timeouts (routing.Route.timeouts; a later stage adds
+    per-route values and a total deadline on top of these defaults)."""
+
     connect: Seconds = 2.0  # TCP connect to the upstream -> 504 when exceeded
     read: Seconds = 30.0  # waiting for the response head, and between body chunks -> 504
 
 
-class PoolConfig(_Strict):
+class ConnectionsConfig(Strict):
+    """[connections]: the gateway's pool of upstream connections, shared by every route."""
+
     # Upstream connections the gateway may hold open at once, over all upstreams. Envoy's
     # circuit breaker default is the same 1024 per cluster; aiohttp's own default of 100
     # would quietly queue the 101st concurrent request.
@@ -68,7 +61,7 @@ class PoolConfig(_Strict):
     idle_timeout: Seconds = 4.0
 
 
-class RouteConfig(_Strict):
+class RouteConfig(Strict):
     """One `[[routes]]` entry: exactly one of `prefix` (stage 01's meaning) or `path`."""
 
     prefix: str | None = None  # "/users": /users and everything below it
@@ -107,7 +100,7 @@ class RouteConfig(_Strict):
         if not value:
             raise ValueError("must name at least one method; leave it out for every method")
         for method in value:
-            if method == "*" or not _METHOD.fullmatch(method):
+            if method == "*" or not TOKEN.fullmatch(method):
                 raise ValueError(
                     f"{method!r} is not an HTTP method name (leave methods out for every method)"
                 )
@@ -150,10 +143,10 @@ class RouteConfig(_Strict):
         return value.rstrip("/")  # a base path is kept; the trailing slash is not
 
 
-class GatewayConfig(_Strict):
+class GatewayConfig(Strict):
     server: ServerConfig = ServerConfig()
     timeouts: TimeoutsConfig = TimeoutsConfig()
-    pool: PoolConfig = PoolConfig()
+    connections: ConnectionsConfig = ConnectionsConfig()
     routes: Annotated[list[RouteConfig], Field(min_length=1)]
 
 
@@ -173,7 +166,7 @@ def load_config(path: Path, shown: str | None = None) -> GatewayConfig:
     try:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError("\n".join(_describe(shown, err) for err in exc.errors())) from None
+        raise ConfigError("\n".join(describe(shown, err) for err in exc.errors())) from None
     problems = _route_problems(shown, config.routes) or _conflicts(shown, config.routes)
     if problems:
         raise ConfigError("\n".join(problems))
@@ -232,22 +225,3 @@ def _conflicts(shown: str, routes: list[RouteConfig]) -> list[str]:
                 f" {exc.other_route!r} of routes[{exc.other}]: {exc.reason}"
             )
     return problems
-
-
-# pydantic's wording for the errors people actually make, said the way a reader expects.
-_REASONS = {
-    "missing": "required key is missing",
-    "extra_forbidden": "unknown key",
-}
-
-
-def _describe(shown: str, err: Any) -> str:
-    """One pydantic error as `file: routes[1].upstream: reason (got value)`."""
-    key = ""
-    for part in err["loc"]:
-        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
-    reason = _REASONS.get(err["type"]) or err["msg"].removeprefix("Value error, ")
-    if err["type"] not in _REASONS:
-        got = repr(err["input"])
-        reason += f" (got {got if len(got) <= 60 else got[:57] + '...'})"
-    return f"{shown}: {key or '(top level)'}: {reason}"

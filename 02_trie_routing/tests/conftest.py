@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import stage_config
+
+from common.testing.gateway import Render
 
 pytest_plugins = ["common.testing.fixtures"]
 
@@ -20,12 +21,6 @@ def stage_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def render_config() -> Callable[..., str]:
-    """This stage's gateway.toml renderer (tests/stage_config.py)."""
+def render() -> Render:
+    """This stage's gateway.toml for a GatewaySpec (tests/stage_config.py)."""
     return stage_config.render
-
-
-@pytest.fixture(scope="session")
-def render_routes() -> Callable[..., str]:
-    """Prefix and pattern routes in this stage's gateway.toml (the routing contract)."""
-    return stage_config.render_routes

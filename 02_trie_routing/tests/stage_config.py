@@ -1,18 +1,16 @@
-"""This stage's gateway.toml dialect, rendered from neutral route descriptions.
+"""This stage's gateway.toml dialect, rendered from a neutral `GatewaySpec`.
 
-The proxy contract (common/contracts/proxy.py) and the bench describe routes as
-`RouteSpec`s and call `render()`; the routing contract (common/contracts/routing.py) adds
-pattern routes (`PathRoute`) and calls `render_routes()`. A later stage whose config looks
-different rewrites only this file.
+The contracts (common/contracts/), the benches and this stage's own tests describe the
+gateway they want as a `GatewaySpec` (common/testing/specs.py) and call `render(spec)`;
+this stage adds pattern routes (`PathRoute`) to stage 01's prefix routes. A later stage
+whose config looks different rewrites only this file.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 
-from common.contracts.routing import PathRoute
-from common.testing.gateway import RouteSpec
+from common.testing.specs import GatewaySpec, PathRoute, RouteSpec, Unsupported
 
 
 def _toml(value: object) -> str:
@@ -20,49 +18,35 @@ def _toml(value: object) -> str:
     return json.dumps(value)
 
 
-def render(
-    routes: list[RouteSpec],
-    *,
-    connect_timeout: float = 2.0,
-    read_timeout: float = 30.0,
-    shutdown_timeout: float = 10.0,
-    access_log: bool = False,
-) -> str:
+def render(spec: GatewaySpec) -> str:
+    if spec.pools:
+        raise Unsupported("stage 02 has no upstream pools: a route's upstream is a URL")
     lines = [
         "[server]",
-        f"access_log = {_toml(access_log)}",
-        f"shutdown_timeout = {_toml(float(shutdown_timeout))}",
+        f"access_log = {_toml(spec.access_log)}",
+        f"shutdown_timeout = {_toml(float(spec.shutdown_timeout))}",
         "",
         "[timeouts]",
-        f"connect = {_toml(float(connect_timeout))}",
-        f"read = {_toml(float(read_timeout))}",
+        f"connect = {_toml(float(spec.connect_timeout))}",
+        f"read = {_toml(float(spec.read_timeout))}",
     ]
-    lines += _routes(routes)
+    for route in spec.routes:
+        lines += ["", "[[routes]]", *_route(route)]
     return "\n".join(lines) + "\n"
 
 
-def render_routes(routes: Sequence[RouteSpec | PathRoute], *, access_log: bool = False) -> str:
-    """Prefix routes and pattern routes together, everything else at its default."""
-    lines = ["[server]", f"access_log = {_toml(access_log)}", *_routes(routes)]
-    return "\n".join(lines) + "\n"
-
-
-def _routes(routes: Sequence[RouteSpec | PathRoute]) -> list[str]:
-    lines = []
-    for route in routes:
-        lines += ["", "[[routes]]"]
-        if isinstance(route, PathRoute):
-            lines.append(f"path = {_toml(route.path)}")
-            if route.methods is not None:
-                lines.append(f"methods = {_toml(list(route.methods))}")
-            lines.append(f"upstream = {_toml(route.upstream)}")
-            if route.rewrite is not None:
-                lines.append(f"rewrite = {_toml(route.rewrite)}")
-        else:
-            lines += [
-                f"prefix = {_toml(route.prefix)}",
-                f"upstream = {_toml(route.upstream)}",
-                f"strip_prefix = {_toml(route.strip_prefix)}",
-                f"preserve_host = {_toml(route.preserve_host)}",
-            ]
-    return lines
+def _route(route: RouteSpec | PathRoute) -> list[str]:
+    if isinstance(route, PathRoute):
+        lines = [f"path = {_toml(route.path)}"]
+        if route.methods is not None:
+            lines.append(f"methods = {_toml(list(route.methods))}")
+        lines.append(f"upstream = {_toml(route.upstream)}")
+        if route.rewrite is not None:
+            lines.append(f"rewrite = {_toml(route.rewrite)}")
+        return lines
+    return [
+        f"prefix = {_toml(route.prefix)}",
+        f"upstream = {_toml(route.upstream)}",
+        f"strip_prefix = {_toml(route.strip_prefix)}",
+        f"preserve_host = {_toml(route.preserve_host)}",
+    ]

@@ -13,8 +13,9 @@ import pytest
 from stage_config import render
 
 from common.contracts.upstreams import refused_port
-from common.testing.gateway import HEALTH_PATH, RouteSpec, start_gateway
+from common.testing.gateway import HEALTH_PATH, start_gateway
 from common.testing.processes import HOST, Proc, start_backend
+from common.testing.specs import GatewaySpec, RouteSpec
 
 STAGE = Path(__file__).resolve().parents[1]
 ACCESS = re.compile(
@@ -30,7 +31,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     try:
         with refused_port() as port:
             routes = [RouteSpec("/users", backend.url), RouteSpec("/down", f"http://{HOST}:{port}")]
-            proc = start_gateway(STAGE, render(routes, access_log=True), tmp)
+            proc = start_gateway(STAGE, render(GatewaySpec(routes, access_log=True)), tmp)
             try:
                 yield proc
             finally:

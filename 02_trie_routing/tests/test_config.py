@@ -162,3 +162,11 @@ def test_check_validates_without_starting() -> None:
     result = run_gateway("--config", "gateway.toml", "--check", cwd=STAGE)
     assert result.returncode == 0, result.stderr
     assert "gateway.toml: ok, 7 routes" in result.stderr
+
+
+def test_help_names_this_stage() -> None:
+    """The description comes from gateway/__init__.py, so a copied stage cannot go on
+    calling itself by its predecessor's name."""
+    done = run_gateway("--help", cwd=STAGE)
+    assert done.returncode == 0
+    assert f"Stage {STAGE.name[:2]} API gateway" in " ".join(done.stdout.split())

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+import gateway
 from gateway.app import build_app
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.requestid import RequestIdFilter
@@ -41,7 +42,7 @@ stderr = Console(stderr=True, soft_wrap=True, highlight=False)
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m gateway",
-        description="Stage 02 API gateway: a radix-trie router and a streaming reverse proxy.",
+        description=gateway.__doc__.partition("\n")[0] if gateway.__doc__ else None,
     )
     parser.add_argument("--config", default="gateway.toml", help="config file (gateway.toml)")
     parser.add_argument("--host", help="listen address (default: [server] host)")

@@ -1,23 +1,22 @@
-"""The aiohttp application: its lifecycle and the middleware chain.
+"""The aiohttp application: its lifecycle, the middleware chain, and the proxy handler.
 
 A request meets, in order:
 
-    request id -> (access log) -> problem errors -> health | normalise -> route -> balance -> proxy
+    request id -> (access log) -> problem errors -> route -> handler: balance -> proxy
 
-Each arrow is an aiohttp middleware or a plain call, and the response travels back the
-same way. Later stages add their concern as one more line in `middlewares` below (auth,
-rate limiting, caching) or one more call between route and proxy (load balancing), so
-`diff` between two stages shows the new concern and nothing else.
+Every arrow before the handler is an aiohttp middleware (the list in `build_app`), and
+the response travels back through the same ones. A later stage adds its concern as one
+more line in that list, after routing, so that it can read the matched route: auth, rate
+limiting and the cache are middlewares. What happens on the way to the upstream (choosing
+a server, retrying, deadlines) belongs to the handler, which is the only place that talks
+to the proxy.
 
 Why this order: the request id comes first so that every later step, and every log line,
 has it. The access log sits outside the error handler so it logs the status the client
 really got, a 502 problem included. The error handler sits right above the work, so no
-exception from routing or proxying escapes as a traceback.
-
-Normalising and routing are plain calls in the handler, not middlewares: every request
-that is not the gateway's own goes through both, and later stages' middlewares (auth,
-rate limits, the cache) will want to know the route, so routing stays the last step
-before the proxy. The path is normalised once and that one path is matched and forwarded.
+exception from routing or proxying escapes as a traceback. Routing comes next, before
+any concern that depends on the route, so there is exactly one place where a path is
+matched and every later step agrees on which route a request belongs to.
 """
 
 from __future__ import annotations
@@ -26,24 +25,17 @@ import os
 from collections.abc import AsyncIterator
 
 from aiohttp import ClientSession, DummyCookieJar, web
+from aiohttp.typedefs import Handler, Middleware
 
 from gateway.accesslog import UPSTREAM, access_log_middleware
 from gateway.balancing import NoHealthyTarget, Upstreams
 from gateway.config import GatewayConfig
-from gateway.errors import (
-    BadPath,
-    MethodNotAllowed,
-    NoHealthyUpstream,
-    NoRoute,
-    problem_middleware,
-    problem_response,
-)
-from gateway.pathsafety import UnsafePath, normalise
-from gateway.proxy import Proxy
+from gateway.errors import NoHealthyUpstream, problem_middleware, problem_response
+from gateway.proxy import Proxy, UpstreamError, UpstreamRequest
 from gateway.requestid import request_id_middleware
-from gateway.routing import NotAllowed, Router
+from gateway.routing import ROUTE, Router, routing_middleware
 
-# The gateway's own endpoint, answered before routing: no route can shadow it, and it
+# The gateway's own endpoint, answered without routing: no route can shadow it, and it
 # says "this process is up and serving", nothing about the upstreams. Production gateways
 # keep such endpoints on a separate admin port (Envoy's admin listener, Kong's Admin API,
 # Traefik's ping on its own entry point) so they are never reachable from the internet.
@@ -55,37 +47,43 @@ UPSTREAMS_PATH = "/_gateway/upstreams"
 
 
 class Gateway:
-    """The handler behind every path: normalise it, pick the route, then a target, proxy."""
+    """The handler behind every routed path: lease a target, send, relay, report."""
 
-    def __init__(self, router: Router, upstreams: Upstreams, proxy: Proxy) -> None:
-        self.router = router
+    def __init__(self, upstreams: Upstreams, proxy: Proxy) -> None:
         self.upstreams = upstreams
         self.proxy = proxy
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        try:
-            path = normalise(request.raw_path)
-        except UnsafePath as exc:
-            raise BadPath(exc.reason) from None
-        found = self.router.match(path, request.method)
-        if found is None:
-            raise NoRoute(f"no route matches {path.path}")
-        if isinstance(found, NotAllowed):
-            raise MethodNotAllowed(
-                f"{path.path} does not answer {request.method}", allow=found.allow
-            )
-        route = found.value
+        found = request[ROUTE]  # set by routing_middleware
+        route = found.route
         pool = self.upstreams[route.pool]
         try:
             # Pick and count in one step, no await in between (balancing/pool.py).
-            lease = pool.acquire(pool.key_for(request))
+            lease = pool.acquire(pool.key_for(request, found.path.path))
         except NoHealthyTarget as exc:
             request[UPSTREAM] = route.upstream
             raise NoHealthyUpstream(exc.reason) from None
         request[UPSTREAM] = lease.target.url  # the access log names the server that answered
         with lease:  # in flight until the last byte went out, or the request failed
-            target = route.upstream_target(path, found.params)
-            return await self.proxy.forward(request, route, target, lease)
+            upstream_request = UpstreamRequest.from_client(
+                request,
+                lease.target.url + found.request_target,
+                preserve_host=route.preserve_host,
+                timeouts=route.timeouts,
+            )
+            # How the request went is reported here, and only here, for passive health:
+            # the status once the body went through, None when the server gave no
+            # (complete) answer. A client that leaves (the relay raises) or whose own body
+            # broke (BadRequest) reports nothing: that says nothing about the server.
+            # Stage 04's retries and circuit breakers sit right next to these two lines.
+            try:
+                upstream_response = await self.proxy.open(upstream_request)
+            except UpstreamError as failure:
+                lease.report(None)
+                raise failure.problem() from None
+            relayed = await self.proxy.relay(request, upstream_response)
+            lease.report(upstream_response.status if relayed.complete else None)
+            return relayed.response
 
 
 async def health(request: web.Request) -> web.Response:
@@ -103,7 +101,7 @@ def get_only(path: str) -> web.Response:
     return response
 
 
-def upstreams_view(upstreams: Upstreams) -> web.Handler:
+def upstreams_view(upstreams: Upstreams) -> Handler:
     """GET /_gateway/upstreams: {name: {strategy, targets: [state of each target]}}.
 
     One worker's view: with --workers N every process balances, counts and ejects on
@@ -123,14 +121,16 @@ def upstreams_view(upstreams: Upstreams) -> web.Handler:
 
 
 def build_app(config: GatewayConfig) -> web.Application:
-    proxy = Proxy(config.timeouts, config.pool)
+    proxy = Proxy(config.connections)
+    router = Router.from_config(config.routes, config.timeouts)
     upstreams = Upstreams.from_config(config.pools())
-    gateway = Gateway(Router.from_config(config.routes), upstreams, proxy)
+    gateway = Gateway(upstreams, proxy)
 
-    middlewares = [request_id_middleware]
+    middlewares: list[Middleware] = [request_id_middleware]
     if config.server.access_log:
         middlewares.append(access_log_middleware)
     middlewares.append(problem_middleware)
+    middlewares.append(routing_middleware(router, gateway.handle))
 
     app = web.Application(middlewares=middlewares)
 
@@ -140,7 +140,7 @@ def build_app(config: GatewayConfig) -> web.Application:
         await proxy.start()
         # Health probes get a small session of their own: a probe must not queue behind
         # proxied requests for a pooled connection (that would be measuring the gateway,
-        # not the target), and probes must not use up [pool] max_connections.
+        # not the target), and probes must not use up [connections] max_connections.
         probes = ClientSession(cookie_jar=DummyCookieJar())
         upstreams.start_health_checks(probes)
         yield
@@ -152,6 +152,6 @@ def build_app(config: GatewayConfig) -> web.Application:
     app.router.add_route("*", HEALTH_PATH, health)
     app.router.add_route("*", UPSTREAMS_PATH, upstreams_view(upstreams))
     # One catch-all route: aiohttp's router only separates "ours" from "everything
-    # else"; the gateway's own Router decides where everything else goes.
+    # else"; the gateway's own Router (in routing_middleware) decides where the rest goes.
     app.router.add_route("*", "/{path:.*}", gateway.handle)
     return app

@@ -36,6 +36,7 @@ faithfully and trusts nothing.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from aiohttp import HttpVersion, web
@@ -53,6 +54,11 @@ HOP_BY_HOP = (
     "proxy-authenticate",
     "proxy-authorization",
 )
+
+# RFC 9110 §5.6.2 token: what a header name, a method name or a bare Forwarded value may be
+# made of. The one definition in the gateway: config checks method names with it, the
+# router and the hash keys of later stages check names with it too.
+TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 # The pseudonym this gateway writes into Via (a real deployment might use its hostname).
 VIA_NAME = "gateway"
@@ -132,10 +138,6 @@ def _forwarded_element(client: str, host: str, scheme: str) -> str:
     return f"for={_node(client)};host={_quoted(host)};proto={scheme}"
 
 
-# RFC 7230 token characters: a Forwarded value made of anything else must be quoted.
-_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
 def _node(ip: str) -> str:
     """RFC 7239 §6: an IPv6 address is bracketed and quoted, `for="[2001:db8::1]"`."""
     return f'"[{ip}]"' if ":" in ip else ip
@@ -143,7 +145,7 @@ def _node(ip: str) -> str:
 
 def _quoted(value: str) -> str:
     """A token as is, anything else (host:port has a colon) as a quoted-string."""
-    if value and all(c in _TCHAR for c in value):
+    if TOKEN.fullmatch(value):
         return value
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'

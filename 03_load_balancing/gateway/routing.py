@@ -16,18 +16,29 @@ gateway.toml has two kinds of route, and both end up in the same trie:
 The path sent upstream is always built from what was matched, never from the raw bytes
 the client sent: the normalised path as it is, or with the prefix stripped, or the rewrite
 template filled with the captured parameters (raw, still percent-encoded).
+
+Routing is a middleware (`routing_middleware`), the first one after the error handler:
+it normalises the path, matches it, and puts the result on the request (`request[ROUTE]`)
+or answers 400, 404 or 405 itself, so every middleware after it (auth, rate limits, the
+cache, in later stages) can apply the route's own policy, and the handler only forwards.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
 from gateway import trie
-from gateway.config import RouteConfig
-from gateway.pathsafety import SafePath
+from gateway.config import RouteConfig, TimeoutsConfig
+from gateway.errors import BadPath, MethodNotAllowed, NoRoute
+from gateway.pathsafety import SafePath, UnsafePath, normalise
 from gateway.patterns import REST, rewrite
+from gateway.proxy import Timeouts
 from gateway.trie import Match, NotAllowed
 
 
@@ -39,31 +50,32 @@ class Route:
     methods: frozenset[str] | None  # None: every method
     upstream: str  # as configured: a pool's name, or e.g. http://127.0.0.1:9001
     pool: str  # the upstream pool that picks the server (config.RouteConfig.pool)
-    # A URL upstream's scheme://host:port (its implicit pool's one target) and own path
-    # ("" or e.g. "/v1"), prepended to the target; both "" for a named pool, whose targets
-    # are bare servers. Either way the pool's lease says which server (proxy.py).
-    origin: str
+    # A URL upstream's own path ("" or e.g. "/v1"), prepended to the request-target; ""
+    # for a named pool, whose targets are bare servers. The server itself (scheme, host,
+    # port) is always the one the pool's lease names: the handler builds the URL.
     base_path: str
     strip_prefix: bool
     rewrite: str | None
     preserve_host: bool
+    timeouts: Timeouts
 
     @classmethod
-    def from_config(cls, config: RouteConfig) -> Route:
+    def from_config(cls, config: RouteConfig, timeouts: TimeoutsConfig | None = None) -> Route:
         parts = urlsplit(config.upstream)
+        timeouts = timeouts or TimeoutsConfig()  # [timeouts] as gateway.toml defaults it
         return cls(
             patterns=config.patterns(),
             methods=frozenset(config.methods) if config.methods is not None else None,
             upstream=config.upstream,
             pool=config.pool,
-            origin=f"{parts.scheme}://{parts.netloc}" if parts.scheme else "",
             base_path=parts.path.rstrip("/") if parts.scheme else "",
             strip_prefix=config.strip_prefix,
             rewrite=config.rewrite,
             preserve_host=config.preserve_host,
+            timeouts=Timeouts(timeouts.connect, timeouts.read),
         )
 
-    def upstream_target(self, path: SafePath, params: Mapping[str, str]) -> str:
+    def request_target(self, path: SafePath, params: Mapping[str, str]) -> str:
         """The request-target to send upstream: path and query, still percent-encoded.
 
         Built from the normalised path that was matched, so the upstream cannot read the
@@ -78,6 +90,22 @@ class Route:
         else:
             target = path.path
         return self.base_path + target + path.query
+
+
+class RouteMatch(NamedTuple):
+    """What routing found for one request: `request[ROUTE]`, for every later step."""
+
+    route: Route
+    params: Mapping[str, str]  # captured segments, raw (still percent-encoded)
+    path: SafePath  # the normalised path that was matched, and its query
+
+    @property
+    def request_target(self) -> str:
+        """Path + query as the upstream receives them (built from what was matched)."""
+        return self.route.request_target(self.path, self.params)
+
+
+ROUTE = web.RequestKey("route", RouteMatch)
 
 
 class Router:
@@ -95,8 +123,10 @@ class Router:
         self._trie.compile()  # at start-up, not on the first request
 
     @classmethod
-    def from_config(cls, routes: Iterable[RouteConfig]) -> Router:
-        return cls(Route.from_config(route) for route in routes)
+    def from_config(
+        cls, routes: Iterable[RouteConfig], timeouts: TimeoutsConfig | None = None
+    ) -> Router:
+        return cls(Route.from_config(route, timeouts) for route in routes)
 
     def __len__(self) -> int:
         return self._count
@@ -109,3 +139,36 @@ class Router:
         origin), and parameters carry the raw segments, ready to be forwarded.
         """
         return self._trie.match_segments(path.match_segments, method, path.segments)
+
+
+def routing_middleware(router: Router, routed: Handler) -> Middleware:
+    """Normalise and match every request that `routed` (the proxy handler) will answer.
+
+    400 for a path the gateway will not interpret, 404 when no route matches, 405 (with
+    Allow) when routes match the path but not the method. The gateway's own endpoints
+    (`/_gateway/health`) have handlers of their own and pass through unrouted: no route
+    can shadow them, and a later middleware can tell them apart by the missing
+    `request[ROUTE]`. The path is normalised once, and that one path is matched and
+    forwarded.
+    """
+
+    @web.middleware
+    async def route(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.match_info.handler != routed:  # `!=`: a bound method is made per access
+            return await handler(request)
+        try:
+            path = normalise(request.raw_path)
+        except UnsafePath as exc:
+            raise BadPath(exc.reason) from None
+        found = router.match(path, request.method)
+        if found is None:
+            raise NoRoute(f"no route matches {path.path}")
+        if isinstance(found, NotAllowed):
+            raise MethodNotAllowed(
+                f"{path.path} does not answer {request.method}", allow=found.allow
+            )
+        value, params, _ = found
+        request[ROUTE] = RouteMatch(value, params, path)
+        return await handler(request)
+
+    return route

@@ -11,15 +11,14 @@ is what makes a lock-free hot path possible; a config reload builds a new tree a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Generic, TypeVar
 
+from gateway.headers import TOKEN
 from gateway.patterns import CATCH_ALL, PARAM, STATIC, Segment
 
 V = TypeVar("V")
 ANY = "*"  # the leaf key of a route that accepts every method
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")  # RFC 9110 token: a method name
 
 
 class RouteConflict(ValueError):
@@ -56,7 +55,7 @@ def check_methods(methods: Iterable[str] | None, pattern: str) -> frozenset[str]
         return None
     listed = sorted(methods)
     upper = frozenset(m.upper() for m in listed)
-    if not upper or any(m == ANY or not _TOKEN.match(m) for m in upper):
+    if not upper or any(m == ANY or not TOKEN.fullmatch(m) for m in upper):
         raise ValueError(
             f"route {pattern!r}: methods must be HTTP method names, got "
             f"{listed!r}; use None for every method"
@@ -154,15 +153,20 @@ NO_CHILDREN: dict[str, Node] = {}  # shared by every leaf; lookup nodes are neve
 
 
 class Node:
-    __slots__ = ("static", "edge", "span", "param", "catch_all", "leaf", "wild")
+    __slots__ = ("static", "edge", "span", "param", "is_param", "catch_all", "leaf", "any", "wild")
 
     def __init__(self) -> None:
         self.static: dict[str, Node] = NO_CHILDREN
         self.edge: list[str] = []  # static segments that must follow this node's dict key
         self.span = 1  # segments consumed by reaching this node: 1 + len(edge)
+        # The parameter child. A lookup asks `static.get(seg, param)`: one dict call finds
+        # the static child or else falls back to the parameter, and `is_param` on the
+        # child says which of the two it got (that choice was a third of a lookup's time).
         self.param: Node | None = None
+        self.is_param = False  # this node is its parent's parameter child
         self.catch_all: dict[str, Route[Any]] | None = None  # a catch-all is always a leaf
         self.leaf: dict[str, Route[Any]] | None = None  # method (or ANY) -> route
+        self.any: Route[Any] | None = None  # leaf[ANY]: `leaf.get(method, any)`, one call
         self.wild = False  # has a param or a catch-all: an alternative to come back to
 
 
@@ -197,8 +201,10 @@ def compile_tree(build: BuildNode) -> Node:
             node.static[key] = target
     if build.param is not None:
         node.param = compile_tree(build.param)
+        node.param.is_param = True
     if build.catch_all is not None:
         node.catch_all = _leaf(build.catch_all.routes)
     node.leaf = _leaf(build.routes)
+    node.any = node.leaf.get(ANY) if node.leaf is not None else None
     node.wild = node.param is not None or node.catch_all is not None
     return node

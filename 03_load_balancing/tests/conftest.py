@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import stage_config
 from lbhelpers import FakeClock
+
+from common.testing.gateway import Render
 
 pytest_plugins = ["common.testing.fixtures"]
 
@@ -21,21 +22,9 @@ def stage_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def render_config() -> Callable[..., str]:
-    """This stage's gateway.toml renderer (tests/stage_config.py)."""
+def render() -> Render:
+    """This stage's gateway.toml for a GatewaySpec (tests/stage_config.py)."""
     return stage_config.render
-
-
-@pytest.fixture(scope="session")
-def render_routes() -> Callable[..., str]:
-    """Prefix and pattern routes in this stage's gateway.toml (the routing contract)."""
-    return stage_config.render_routes
-
-
-@pytest.fixture(scope="session")
-def render_pools() -> Callable[..., str]:
-    """Routes with upstream pools in this stage's gateway.toml (the LB contract)."""
-    return stage_config.render_pools
 
 
 @pytest.fixture

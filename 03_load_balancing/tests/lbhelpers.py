@@ -22,12 +22,11 @@ class FakeClock:
 
 @dataclass
 class FakeRequest:
-    """The four attributes of aiohttp's web.Request that a KeySource reads."""
+    """The three attributes of aiohttp's web.Request that a KeySource reads."""
 
     headers: dict[str, str] = field(default_factory=dict)
     cookies: dict[str, str] = field(default_factory=dict)
     remote: str | None = "127.0.0.1"
-    raw_path: str = "/"
 
 
 def make_targets(n: int, weights: list[int] | None = None) -> list[Target]:

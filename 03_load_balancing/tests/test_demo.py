@@ -1,63 +1,46 @@
 """Stage 03 as a reader meets it: the six backends, the gateway, demo.http true as written.
 
-The backends run on ephemeral ports (never 9001-9006 or 8080, which a reader's `make lb`
-may hold): the stage's own gateway.toml is used with its upstream ports swapped for the
-test's, and the demo's @gateway variable points at the test's gateway.
+`running_stage` (common/testing/stage.py) starts what `make lb` starts, on
+ephemeral ports, with this stage's own gateway.toml. Every request of demo.http is one
+test: it must answer the status its `# expect:` line names. The tests after that check
+what the demo's comments say the reader will see.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
-import re
-import tomllib
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from common.demo import DemoResult, assert_demo, load_demo
-from common.testing.gateway import start_gateway
-from common.testing.processes import Proc, start_backend, wait_healthy
+from common.demo import DemoResult, load_demo
+from common.testing.stage import RunningStage, demo_cases, running_stage, served_by
 
 STAGE = Path(__file__).resolve().parents[1]
 DEMO = STAGE / "demo.http"
-SERVICES = tomllib.loads((STAGE / "services.toml").read_text(encoding="utf-8"))
+USERS = ("users/a", "users/b", "users/c")
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    tmp = tmp_path_factory.mktemp("demo")
-    started: list[Proc] = []
-    try:
-        by_port: dict[int, Proc] = {}
-        for backend in SERVICES["backends"]:  # started side by side: each import is slow
-            proc = start_backend(backend["service"], backend["instance"], log_dir=tmp, wait=False)
-            started.append(proc)
-            by_port[backend["port"]] = proc
-        for proc in started:
-            wait_healthy(proc)
-        config = re.sub(
-            r"http://127\.0\.0\.1:(\d+)(?!\d)",
-            lambda m: by_port[int(m.group(1))].url,
-            (STAGE / SERVICES["gateway"]["config"]).read_text(encoding="utf-8"),
-        )
-        gateway = start_gateway(STAGE, config, tmp)
-        started.append(gateway)
-        yield gateway
-    finally:
-        for proc in reversed(started):
-            proc.stop()
+def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStage]:
+    with running_stage(STAGE, tmp_path_factory.mktemp("demo")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
-def results(gateway: Proc) -> dict[int, DemoResult]:
-    """Every demo request, run once; keyed by its number in the `### N.` title."""
-    ran = assert_demo(DEMO, {"gateway": gateway.url})
-    return {result.request.number: result for result in ran}
+def results(stage: RunningStage) -> dict[int, DemoResult]:
+    """Every demo request, run once and in order (a demo is a story: create, then read)."""
+    return stage.run_demo(DEMO)
 
 
-def test_every_demo_request_answers_its_expected_status(results: dict[int, DemoResult]) -> None:
-    assert len(results) >= 10
+@pytest.mark.parametrize("number", demo_cases(DEMO))
+def test_demo_request(results: dict[int, DemoResult], number: int) -> None:
+    result = results[number]
+    assert result.ok, result.problem()
 
 
 def test_the_demo_shows_what_it_says(results: dict[int, DemoResult]) -> None:
@@ -93,13 +76,6 @@ def test_the_routing_requests_show_what_they_say(results: dict[int, DemoResult])
     assert served_by(results[20]) == "products/a"
 
 
-USERS = ("users/a", "users/b", "users/c")
-
-
-def served_by(result: DemoResult) -> str:
-    return (result.header("X-Served-By") or "-").partition("@")[0]
-
-
 def test_the_balancing_requests_show_what_they_say(results: dict[int, DemoResult]) -> None:
     # 3-4: the record was read back from the backend that created it.
     assert served_by(results[3]) == served_by(results[4]) != "-"
@@ -119,7 +95,62 @@ def test_the_balancing_requests_show_what_they_say(results: dict[int, DemoResult
     assert all(t["state"] == "healthy" for pool in view.values() for t in pool["targets"])
 
 
-def test_demo_and_services_toml_agree_on_the_gateway_port() -> None:
+def get(stage: RunningStage, path: str, headers: dict[str, str]) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", stage.gateway.port, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status, (response.getheader("X-Served-By") or "-").partition("@")[0]
+    finally:
+        conn.close()
+
+
+def test_every_user_sticks_to_one_backend_and_users_spread(stage: RunningStage) -> None:
+    """What 26-28 invite the reader to try, made impossible to pass by chance: eight
+    users, four requests each on different paths, each user always on one backend (a
+    random pick would agree four times in a row for one user with p = 1/27)."""
+    homes = {}
+    for user in ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"):
+        answers = {
+            get(stage, path, {"X-User-ID": user})
+            for path in ("/users/1", "/api/v1/users/2", "/users", "/debug/echo/x")
+        }
+        assert len(answers) == 1, (user, answers)
+        ((status, home),) = answers
+        assert status == 200 and home in USERS, (user, status, home)
+        homes[user] = home
+    assert len(set(homes.values())) > 1, homes  # the users do spread over the pool
+
+
+def test_a_hot_key_in_flight_spills_to_the_next_backend(stage: RunningStage) -> None:
+    """Request 32 as the demo tells it: carol's 1 s request, and a second one sent while
+    the first is in flight. ceil(1.25 x 2/3) = 1 request per backend, so the second
+    answers from another backend than the first."""
+    carol = {"X-User-ID": "carol"}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(get, stage, "/debug/delay/1000", carol)
+        deadline = time.monotonic() + 5
+        while not in_flight(stage):  # the first request is on a backend now
+            assert time.monotonic() < deadline, "the first request never got in flight"
+            time.sleep(0.01)  # polling an observable state, not waiting for one
+        second = pool.submit(get, stage, "/debug/delay/1000", carol)
+        (status1, home1), (status2, home2) = first.result(), second.result()
+    assert status1 == status2 == 200
+    assert home1 in USERS and home2 in USERS and home1 != home2, (home1, home2)
+
+
+def in_flight(stage: RunningStage) -> bool:
+    conn = http.client.HTTPConnection("127.0.0.1", stage.gateway.port, timeout=5)
+    try:
+        conn.request("GET", "/_gateway/upstreams")
+        view = json.loads(conn.getresponse().read())["upstreams"]
+    finally:
+        conn.close()
+    return any(t["in_flight"] for t in view["users"]["targets"])
+
+
+def test_demo_and_services_toml_agree_on_the_gateway_port(stage: RunningStage) -> None:
     """`make lb` starts what demo.http calls: the gateway on 8080."""
-    port = SERVICES["gateway"]["port"]
+    port = stage.services["gateway"]["port"]
     assert load_demo(DEMO).variables == {"gateway": f"http://127.0.0.1:{port}"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from gateway.patterns import PatternError, check_rewrite, prefix_patterns, rewrite
-from gateway.trie import Match, NotAllowed, RouteConflict, Router
+from gateway.trie import NotAllowed, RouteConflict, Router
 
 
 def router(*routes: tuple[str, list[str] | None]) -> Router[str]:
@@ -17,7 +17,7 @@ def router(*routes: tuple[str, list[str] | None]) -> Router[str]:
 def winner(r: Router[str], path: str, method: str = "GET") -> str | None:
     found = r.match(path, method)
     assert not isinstance(found, NotAllowed), found
-    return found.pattern if found else None
+    return found[2] if isinstance(found, tuple) else None
 
 
 # --- priority ------------------------------------------------------------------------------
@@ -26,8 +26,8 @@ def winner(r: Router[str], path: str, method: str = "GET") -> str | None:
 @pytest.mark.parametrize("order", [1, -1])
 def test_static_beats_param_whatever_the_declaration_order(order: int) -> None:
     r = router(*[("/users/me", None), ("/users/{id}", None)][::order])
-    assert r.match("/users/me", "GET") == Match("/users/me", {}, "/users/me")
-    assert r.match("/users/42", "GET") == Match("/users/{id}", {"id": "42"}, "/users/{id}")
+    assert r.match("/users/me", "GET") == ("/users/me", {}, "/users/me")
+    assert r.match("/users/42", "GET") == ("/users/{id}", {"id": "42"}, "/users/{id}")
 
 
 @pytest.mark.parametrize("order", [1, -1])
@@ -49,22 +49,24 @@ def test_specificity_is_decided_segment_by_segment_from_the_left() -> None:
 
 def test_a_failed_static_branch_backtracks_to_the_parameter() -> None:
     r = router(("/a/b/c", None), ("/a/{x}/d", None))
-    assert r.match("/a/b/d", "GET") == Match("/a/{x}/d", {"x": "b"}, "/a/{x}/d")
+    assert r.match("/a/b/d", "GET") == ("/a/{x}/d", {"x": "b"}, "/a/{x}/d")
     assert winner(r, "/a/b/c") == "/a/b/c"
 
 
 def test_backtracking_reaches_a_catch_all_several_levels_up() -> None:
     r = router(("/a/b/c/d", None), ("/a/{x}/c/e", None), ("/{rest:path}", None))
     assert winner(r, "/a/b/c/e") == "/a/{x}/c/e"
-    assert r.match("/a/b/c/f", "GET") == Match("/{rest:path}", {"rest": "a/b/c/f"}, "/{rest:path}")
+    assert r.match("/a/b/c/f", "GET") == ("/{rest:path}", {"rest": "a/b/c/f"}, "/{rest:path}")
 
 
 def test_backtracking_through_a_compressed_edge() -> None:
     # /api/internal/billing is one edge; a miss in its middle still falls back to {svc}.
     r = router(("/api/internal/billing/health", None), ("/api/{svc}/{op}", None))
     assert winner(r, "/api/internal/billing/health") == "/api/internal/billing/health"
-    assert r.match("/api/internal/status", "GET") == Match(
-        "/api/{svc}/{op}", {"svc": "internal", "op": "status"}, "/api/{svc}/{op}"
+    assert r.match("/api/internal/status", "GET") == (
+        "/api/{svc}/{op}",
+        {"svc": "internal", "op": "status"},
+        "/api/{svc}/{op}",
     )
     assert winner(r, "/api/internal/billing/x") is None  # billing is a hallway, not a node
 
@@ -103,7 +105,7 @@ def test_segments_compare_decoded_and_params_stay_raw() -> None:
     r = router(("/users/me", None), ("/users/{id}", None), ("/café", None))
     assert winner(r, "/users/%6De") == "/users/me"  # %6D is "m": the origin sees /users/me
     assert winner(r, "/caf%C3%A9") == "/café"
-    assert r.match("/users/a%20b", "GET") == Match("/users/{id}", {"id": "a%20b"}, "/users/{id}")
+    assert r.match("/users/a%20b", "GET") == ("/users/{id}", {"id": "a%20b"}, "/users/{id}")
 
 
 # --- catch-all -----------------------------------------------------------------------------
@@ -111,8 +113,8 @@ def test_segments_compare_decoded_and_params_stay_raw() -> None:
 
 def test_catch_all_takes_the_rest_possibly_empty_but_needs_its_slash() -> None:
     r = router(("/static/{rest:path}", None))
-    assert r.match("/static/css/a.css", "GET").params == {"rest": "css/a.css"}  # type: ignore[union-attr]
-    assert r.match("/static/", "GET").params == {"rest": ""}  # type: ignore[union-attr]
+    assert r.match("/static/css/a.css", "GET")[1] == {"rest": "css/a.css"}  # type: ignore[union-attr]
+    assert r.match("/static/", "GET")[1] == {"rest": ""}  # type: ignore[union-attr]
     assert r.match("/static", "GET") is None
 
 
@@ -138,7 +140,7 @@ def test_wrong_method_is_405_with_allow_including_head() -> None:
 def test_explicit_head_beats_the_get_fallback() -> None:
     r = router(("/x", ["GET"]))
     r.add("/x", ["HEAD"], "head")
-    assert r.match("/x", "HEAD").value == "head"  # type: ignore[union-attr]
+    assert r.match("/x", "HEAD")[0] == "head"  # type: ignore[union-attr]
 
 
 def test_the_method_takes_part_in_matching_so_405_backtracks() -> None:
@@ -261,7 +263,7 @@ def test_many_routes_all_reachable() -> None:
         r.add(f"/api/v{k % 3}/res{k}/{{id}}/sub{k % 7}", None, k)
     for k in range(0, 2000, 37):
         found = r.match(f"/api/v{k % 3}/res{k}/x{k}/sub{k % 7}", "GET")
-        assert found == Match(k, {"id": f"x{k}"}, f"/api/v{k % 3}/res{k}/{{id}}/sub{k % 7}")
+        assert found == (k, {"id": f"x{k}"}, f"/api/v{k % 3}/res{k}/{{id}}/sub{k % 7}")
 
 
 # --- rewrite -------------------------------------------------------------------------------
@@ -270,15 +272,15 @@ def test_many_routes_all_reachable() -> None:
 def test_rewrite_fills_raw_params() -> None:
     r = router(("/api/v1/users/{id}", None))
     found = r.match("/api/v1/users/a%2Bb%20c", "GET")
-    assert isinstance(found, Match)
-    assert rewrite("/users/{id}", found.params) == "/users/a%2Bb%20c"
+    assert isinstance(found, tuple)
+    assert rewrite("/users/{id}", found[1]) == "/users/a%2Bb%20c"
 
 
 def test_rewrite_a_catch_all() -> None:
     r = router(("/old/{rest:path}", None))
     found = r.match("/old/x/%7Ey", "GET")
-    assert isinstance(found, Match)
-    assert rewrite("/new/{rest}", found.params) == "/new/x/%7Ey"
+    assert isinstance(found, tuple)
+    assert rewrite("/new/{rest}", found[1]) == "/new/x/%7Ey"
     assert rewrite("/new/{rest:path}", {"rest": ""}) == "/new/"
 
 

@@ -13,11 +13,13 @@ from pathlib import Path
 
 from stage_config import render
 
-from common.testing.gateway import HEALTH_PATH, RouteSpec, start_gateway
+from common.testing.gateway import HEALTH_PATH, start_gateway
 from common.testing.processes import HOST, Proc, child_env, wait_healthy
+from common.testing.specs import GatewaySpec, RouteSpec
 
 STAGE = Path(__file__).resolve().parents[1]
-CONFIG = render([RouteSpec("/users", "http://127.0.0.1:9")])  # no request goes upstream
+# No request goes upstream: these tests only ask the gateway itself.
+CONFIG = render(GatewaySpec([RouteSpec("/users", "http://127.0.0.1:9")]))
 
 
 def serving_pids(proc: Proc, want: int = 2, timeout: float = 20.0) -> set[int]:

@@ -32,9 +32,9 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector
 
 from common.bench.eventloop import loop_factory
 from common.bench.lb_report import Section, bar
-from common.testing.gateway import RouteSpec, start_gateway
-from common.testing.pools import HealthSpec, PoolSpec, stage_render_pools, targets
+from common.testing.gateway import stage_render, start_gateway
 from common.testing.processes import Proc, start_backend, wait_healthy
+from common.testing.specs import GatewaySpec, HealthSpec, PoolSpec, RouteSpec, targets
 
 SLOW_MS = 40  # the slow backend's added latency; the others answer in ~1-3 ms here
 CONCURRENCY = 12  # requests in flight, closed loop
@@ -117,7 +117,7 @@ def measure() -> dict[str, Run]:
             for name, (_, strategy, choices) in POOLS.items()
         }
         routes = [RouteSpec(f"/{name}", name, strip_prefix=True) for name in pools]
-        config = stage_render_pools(Path.cwd())(routes, pools)
+        config = stage_render(Path.cwd())(GatewaySpec(routes, pools))
         gateway = start_gateway(Path.cwd(), config, logs)
         stack.callback(gateway.stop)
         with asyncio.Runner(loop_factory=loop_factory()) as runner:

@@ -9,8 +9,6 @@ rounds, so a burst of noise from a neighbour lands on both and moves neither muc
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
 import os
 import platform
 import statistics
@@ -19,15 +17,15 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 
 from common.bench import cpu, load
 from common.bench.eventloop import loop_factory, loop_name
+from common.testing.gateway import stage_render, start_gateway
 from common.testing.processes import REPO_ROOT, Proc, spawn
+from common.testing.specs import GatewaySpec, RouteSpec
 
 # (label in the table, path on the origin)
 BODIES = (("20 B", "/small"), ("16 KiB", "/16k"))
-GATEWAY_HEALTH = "/_gateway/health"
 
 
 class BenchError(RuntimeError):
@@ -168,37 +166,15 @@ def find_stage(name: str | None) -> Path | None:
     return stage
 
 
-def _load_file(path: Path) -> ModuleType:
-    """Import a file by path: the stage's tests/ folder is not a package of this process,
-    and importing the stage's `gateway` package here would be wrong (one stage per process)."""
-    spec = importlib.util.spec_from_file_location(f"_bench_{path.parent.parent.name}", path)
-    if spec is None or spec.loader is None:
-        raise BenchError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def start_stage_gateway(stage_dir: Path, origin_url: str, tmp: Path) -> Proc:
     """The stage's gateway with one route, / -> origin, and no access log (a log line per
     request is real work, but not the work this bench compares)."""
-    config_file = stage_dir / "tests" / "stage_config.py"
-    if not config_file.exists():
-        raise BenchError(f"{config_file.relative_to(REPO_ROOT)} is missing: it renders the config")
     try:
-        testing = importlib.import_module("common.testing.gateway")
-    except ModuleNotFoundError as exc:
-        raise BenchError(f"common/testing/gateway.py is missing ({exc})") from exc
-    config_text = _load_file(config_file).render(
-        [testing.RouteSpec(prefix="/", upstream=origin_url)], access_log=False
-    )
-    start_gateway = getattr(testing, "start_gateway", None)
-    if start_gateway is not None:
-        return start_gateway(stage_dir, config_text, tmp, "--no-access-log")
-    config_path = tmp / "gateway.toml"
-    config_path.write_text(config_text)
-    argv = [sys.executable, "-m", "gateway", "--config", str(config_path), "--no-access-log"]
-    return spawn("gateway", argv, cwd=stage_dir, health_path=GATEWAY_HEALTH, log_dir=tmp)
+        render = stage_render(stage_dir)
+    except (OSError, LookupError) as exc:
+        raise BenchError(str(exc)) from exc
+    config_text = render(GatewaySpec([RouteSpec(prefix="/", upstream=origin_url)]))
+    return start_gateway(stage_dir, config_text, tmp, "--no-access-log")
 
 
 # --- the run ------------------------------------------------------------------------------

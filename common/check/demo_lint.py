@@ -1,7 +1,7 @@
 """Rule 4: demo.http is plain REST Client syntax that the stage's tests can run.
 
 The file has two readers: VS Code's REST Client (a person clicking "Send Request") and
-common/demo.py (the tests, which send every request and compare the status with the
+common/demo/ (the tests, which send every request and compare the status with the
 `# expect:` line). REST Client-only features (`??` assertions, `> {% %}` scripts) would be
 sent as the request body by anything else, so they are banned, and every request must
 carry exactly one expected status for the tests to check.

@@ -4,9 +4,9 @@ A stage runs it from `tests/test_lb_contract.py`:
 
     from common.contracts.lb import *  # noqa: F403
 
-and its conftest.py provides, besides `stage_dir`, the fixture `render_pools`:
-`tests/stage_config.render_pools(routes, pools, **options) -> str`, the stage's
-gateway.toml where a route's `upstream` may name a pool (common/testing/pools.py).
+and its conftest.py provides the fixtures `stage_dir` and `render` (the stage's
+`tests/stage_config.render(spec) -> str`). The gateways here are `GatewaySpec`s with
+`pools` (common/testing/specs.py): a route's `upstream` names one of them.
 
 Everything here is end to end: real backends (each stamps `X-Served-By`, and takes
 `/_chaos` orders to fail or slow down), a real gateway, requests on the wire. Health
@@ -14,7 +14,8 @@ checks run every 0.2 s, and every wait polls an observable event (a backend answ
 again, a 503 appearing) against a deadline, never a fixed sleep.
 
 - distribution: round robin spreads evenly, weights are respected exactly;
-- consistent hashing: a header's value always reaches the same target;
+- consistent hashing: a header's value always reaches the same target, and a hashed
+  path is the routed (normalised) one;
 - bounded loads: a hot key held in flight never puts more than ceil(c·avg) on a target;
 - passive health: a target failing every request is ejected after a few failures, and
   takes traffic again on its own once it behaves;
@@ -40,9 +41,9 @@ import pytest
 
 from common.contracts.upstreams import refused_port
 from common.contracts.wire import PROBLEM_KEYS, Reply, send
-from common.testing.gateway import RouteSpec, start_gateway
-from common.testing.pools import HealthSpec, PoolSpec, restart_backend, targets
-from common.testing.processes import Proc, start_backend, wait_healthy
+from common.testing.gateway import Render, start_gateway
+from common.testing.processes import Proc, restart_backend, start_backend, wait_healthy
+from common.testing.specs import GatewaySpec, HealthSpec, PoolSpec, RouteSpec, targets
 
 # Pools whose only job is to balance: no health checks, so nothing but the strategy
 # decides where a request goes, and the counts below are exact.
@@ -147,7 +148,7 @@ def trio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Proc]]:
 def lb_gateway(
     trio: list[Proc],
     stage_dir: Path,
-    render_pools: Callable[..., str],
+    render: Render,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Proc]:
     urls = [proc.url for proc in trio]
@@ -160,6 +161,9 @@ def lb_gateway(
             ),
             "hash": PoolSpec(
                 targets(*urls), "consistent_hash", hash_key="header:X-User-ID", health=NO_HEALTH
+            ),
+            "pathhash": PoolSpec(
+                targets(*urls), "consistent_hash", hash_key="path", health=NO_HEALTH
             ),
             "bounded": PoolSpec(
                 targets(*urls),
@@ -174,7 +178,7 @@ def lb_gateway(
         }
         routes = [RouteSpec(f"/{name}", name, strip_prefix=True) for name in pools]
         proc = start_gateway(
-            stage_dir, render_pools(routes, pools), tmp_path_factory.mktemp("lb-gateway")
+            stage_dir, render(GatewaySpec(routes, pools)), tmp_path_factory.mktemp("lb-gateway")
         )
         yield proc
         proc.stop()
@@ -211,6 +215,18 @@ def test_consistent_hashing_sends_a_key_to_the_same_target_every_time(lb_gateway
     assert all(len(home) == 1 for home in homes.values()), homes
     # ...and the keys are spread over the pool, not all hashed to one target.
     assert len(set().union(*homes.values())) == 3
+
+
+def test_hashing_the_path_hashes_the_path_that_was_routed(lb_gateway: Proc) -> None:
+    """`/a//b` and `/a/./b` are `/a/b` to the router, so they are one key for the ring
+    too: a per-resource cache behind the ring must not be split by how a path is spelt."""
+    homes = set()
+    for key in range(12):
+        plain = served_by(get(lb_gateway, f"/pathhash/echo/k{key}"))
+        assert served_by(get(lb_gateway, f"/pathhash//echo//k{key}")) == plain, key
+        assert served_by(get(lb_gateway, f"/pathhash/echo/./x/../k{key}")) == plain, key
+        homes.add(plain)
+    assert len(homes) > 1, homes  # the keys do spread: this is not one target for all
 
 
 def test_bounded_loads_cap_a_hot_key_at_c_times_the_average(lb_gateway: Proc) -> None:
@@ -274,13 +290,13 @@ def test_a_target_failing_its_health_checks_is_taken_out_then_back_in(
 
 
 def test_a_killed_target_is_routed_around_and_used_again_when_it_restarts(
-    stage_dir: Path, render_pools: Callable[..., str], tmp_path: Path
+    stage_dir: Path, render: Render, tmp_path: Path
 ) -> None:
     x, y = start_backends(tmp_path, "x", "y")
     procs = [x, y]
     try:
         pools = {"pair": PoolSpec(targets(x.url, y.url), "round_robin", health=BOTH)}
-        config = render_pools([RouteSpec("/pair", "pair", strip_prefix=True)], pools)
+        config = render(GatewaySpec([RouteSpec("/pair", "pair", strip_prefix=True)], pools))
         gateway = start_gateway(stage_dir, config, tmp_path)
         procs.append(gateway)
         assert tally(gateway, "/pair/users", 4) == {"users/x": 2, "users/y": 2}

@@ -8,8 +8,8 @@ never gets to break these). A stage runs it from `tests/test_proxy_contract.py`:
 and its conftest.py provides two fixtures:
 
 - `stage_dir`: the stage folder (the gateway runs `python -m gateway` from there);
-- `render_config`: `tests/stage_config.render(routes, *, connect_timeout, read_timeout,
-  shutdown_timeout, access_log) -> str`, the stage's gateway.toml for these routes.
+- `render`: `tests/stage_config.render(spec) -> str`, the stage's gateway.toml for a
+  `GatewaySpec` (common/testing/specs.py: routes, timeouts, ...).
 
 The gateway is started once per module (module-scoped fixtures) and every test talks to
 it with http.client or a raw socket (wire.py): aiohttp's or requests' client would
@@ -30,7 +30,7 @@ import http.client
 import json
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,8 +45,9 @@ from common.contracts.wire import (
     send,
     send_raw,
 )
-from common.testing.gateway import RouteSpec, start_gateway
+from common.testing.gateway import Render, start_gateway
 from common.testing.processes import HOST, Proc, peak_rss_kib, start_backend
+from common.testing.specs import GatewaySpec, RouteSpec
 
 MiB = 1024 * 1024
 BIG = 100 * MiB  # the contract's "big body", both ways
@@ -83,7 +84,7 @@ def broken() -> Iterator[BrokenUpstream]:
 @pytest.fixture(scope="module")
 def proxy_gateway(
     stage_dir: Path,
-    render_config: Callable[..., str],
+    render: Render,
     proxy_backend: Proc,
     broken: BrokenUpstream,
     tmp_path_factory: pytest.TempPathFactory,
@@ -101,7 +102,7 @@ def proxy_gateway(
     with refused_port() as port:
         routes.append(RouteSpec("/refused", f"http://{HOST}:{port}"))
         tmp = tmp_path_factory.mktemp("gateway")
-        proc = start_gateway(stage_dir, render_config(routes), tmp)
+        proc = start_gateway(stage_dir, render(GatewaySpec(routes)), tmp)
         yield proc
         proc.stop()
 
@@ -218,6 +219,25 @@ def test_chunked_response_arrives_chunk_by_chunk(proxy_gateway: Proc) -> None:
     assert [line.split(" at ")[0] for line in lines] == [f"chunk {i} of 4" for i in (1, 2, 3, 4)]
     last_produced_ms = float(lines[-1].split(" at ")[1])
     assert first_arrived_ms < last_produced_ms, "the gateway buffered the stream"
+
+
+def test_the_head_of_a_slow_stream_reaches_the_client_before_its_body(
+    proxy_gateway: Proc, broken: BrokenUpstream
+) -> None:
+    """A stream's status and headers go out as soon as the upstream sent them, even when
+    its first body byte is a long way off (an event stream, a long poll): a gateway that
+    held the head back until the body started would leave the client guessing."""
+    broken.release.clear()
+    conn = http.client.HTTPConnection(HOST, proxy_gateway.port, timeout=5)
+    try:
+        conn.request("GET", "/broken/slow-start")
+        response = conn.getresponse()  # times out if the head waits for the body
+        assert response.status == 200
+        broken.release.set()
+        assert response.read() == b"hello"
+    finally:
+        broken.release.set()
+        conn.close()
 
 
 def test_compressed_request_body_is_not_decompressed(proxy_gateway: Proc) -> None:

@@ -17,7 +17,7 @@ import http.client
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,14 +32,15 @@ from common.contracts.wire import (
     send,
     send_raw,
 )
-from common.testing.gateway import RouteSpec, start_gateway
+from common.testing.gateway import Render, start_gateway
 from common.testing.processes import HOST, Proc
+from common.testing.specs import GatewaySpec, RouteSpec
 
 
 @pytest.fixture(scope="module")
 def timeout_gateway(
     stage_dir: Path,
-    render_config: Callable[..., str],
+    render: Render,
     proxy_backend: Proc,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Proc]:
@@ -50,7 +51,7 @@ def timeout_gateway(
             RouteSpec("/stream", proxy_backend.url),
             RouteSpec("/unresponsive", f"http://{HOST}:{port}"),
         ]
-        config = render_config(routes, connect_timeout=0.5, read_timeout=1.0)
+        config = render(GatewaySpec(routes, connect_timeout=0.5, read_timeout=1.0))
         proc = start_gateway(stage_dir, config, tmp_path_factory.mktemp("timeouts"))
         yield proc
         proc.stop()
@@ -143,10 +144,11 @@ def test_upstream_connections_are_reused(proxy_gateway: Proc) -> None:
 
 
 def test_sigterm_drains_requests_in_flight_within_the_deadline(
-    stage_dir: Path, render_config: Callable[..., str], proxy_backend: Proc, tmp_path: Path
+    stage_dir: Path, render: Render, proxy_backend: Proc, tmp_path: Path
 ) -> None:
     deadline = 2.0
-    config = render_config([RouteSpec("/stream", proxy_backend.url)], shutdown_timeout=deadline)
+    spec = GatewaySpec([RouteSpec("/stream", proxy_backend.url)], shutdown_timeout=deadline)
+    config = render(spec)
     gateway = start_gateway(stage_dir, config, tmp_path)
     streams = []
     try:

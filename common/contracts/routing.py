@@ -9,9 +9,9 @@ Written once, run by stage 02 and every stage after it. A stage runs it from
 and its conftest.py provides two fixtures:
 
 - `stage_dir`: the stage folder (the gateway runs `python -m gateway` from there);
-- `render_routes`: `tests/stage_config.render_routes(routes) -> str`, the stage's
-  gateway.toml for a list of `RouteSpec` (prefix routes, common/testing/gateway.py) and
-  `PathRoute` (pattern routes, below).
+- `render`: `tests/stage_config.render(spec) -> str`, the stage's gateway.toml for a
+  `GatewaySpec` of `RouteSpec`s (prefix routes) and `PathRoute`s (pattern routes), both
+  in common/testing/specs.py.
 
 Everything is checked end to end, through a live gateway, against the users backend's
 `/echo`, which reports the path it received byte for byte. Each route sends its requests
@@ -23,33 +23,15 @@ status the client got.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from common.contracts.wire import Reply, assert_problem, echoed, send
-from common.testing.gateway import RouteSpec, start_gateway
+from common.testing.gateway import Render, start_gateway
 from common.testing.processes import Proc, start_backend
-
-
-@dataclass(frozen=True)
-class PathRoute:
-    """A pattern route, in neutral form: what `RouteSpec` (a prefix) cannot say.
-
-    `path` has static segments, `{name}` parameters (one non-empty segment each) and
-    optionally a trailing `{name:path}` catch-all (the rest of the path, maybe empty).
-    `methods`: None for every method. `rewrite`: the path sent upstream, with captured
-    parameters inserted as the client sent them (still percent-encoded), e.g.
-    `/api/v1/users/{id}` -> `/users/{id}`; None forwards the matched path.
-    """
-
-    path: str
-    upstream: str
-    methods: tuple[str, ...] | None = None
-    rewrite: str | None = None
-
+from common.testing.specs import GatewaySpec, PathRoute, RouteSpec
 
 # --- the gateway under test ----------------------------------------------------------------
 
@@ -88,11 +70,11 @@ def contract_routes(backend: str) -> list[RouteSpec | PathRoute]:
 @pytest.fixture(scope="module")
 def routing_gateway(
     stage_dir: Path,
-    render_routes: Callable[..., str],
+    render: Render,
     routing_backend: Proc,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Proc]:
-    config = render_routes(contract_routes(routing_backend.url))
+    config = render(GatewaySpec(contract_routes(routing_backend.url)))
     proc = start_gateway(stage_dir, config, tmp_path_factory.mktemp("routing-gateway"))
     yield proc
     proc.stop()
@@ -266,7 +248,7 @@ def start_up_error(stage_dir: Path, config: str, tmp: Path) -> str:
 
 
 def test_the_same_pattern_and_method_twice_is_refused_at_start_up(
-    stage_dir: Path, render_routes: Callable[..., str], tmp_path: Path
+    stage_dir: Path, render: Render, tmp_path: Path
 ) -> None:
     upstream = "http://127.0.0.1:9"  # never contacted
     routes = [
@@ -274,14 +256,14 @@ def test_the_same_pattern_and_method_twice_is_refused_at_start_up(
         PathRoute("/things/{id}", upstream, methods=("DELETE",)),  # fine: other methods
         PathRoute("/things/{id}", upstream, methods=("GET",)),
     ]
-    error = start_up_error(stage_dir, render_routes(routes), tmp_path)
+    error = start_up_error(stage_dir, render(GatewaySpec(routes)), tmp_path)
     assert "exited with code 2" in error
     assert error.count("/things/{id}") >= 2, error  # both routes named
 
 
 def test_one_pattern_may_hold_routes_for_other_methods(
     stage_dir: Path,
-    render_routes: Callable[..., str],
+    render: Render,
     routing_backend: Proc,
     tmp_path: Path,
 ) -> None:
@@ -290,7 +272,7 @@ def test_one_pattern_may_hold_routes_for_other_methods(
         PathRoute("/things/{id}", echo, methods=("GET", "PUT"), rewrite="/read-write/{id}"),
         PathRoute("/things/{id}", echo, methods=("DELETE",), rewrite="/delete/{id}"),
     ]
-    proc = start_gateway(stage_dir, render_routes(routes), tmp_path)
+    proc = start_gateway(stage_dir, render(GatewaySpec(routes)), tmp_path)
     try:
         assert upstream_saw(proc, "/things/1", "PUT")[0] == "/echo/read-write/1"
         assert upstream_saw(proc, "/things/1", "DELETE")[0] == "/echo/delete/1"
@@ -305,10 +287,10 @@ def test_one_pattern_may_hold_routes_for_other_methods(
 
 
 def test_two_parameter_names_at_one_position_are_refused_at_start_up(
-    stage_dir: Path, render_routes: Callable[..., str], tmp_path: Path
+    stage_dir: Path, render: Render, tmp_path: Path
 ) -> None:
     upstream = "http://127.0.0.1:9"
     routes = [PathRoute("/a/{id}/x", upstream), PathRoute("/a/{name}", upstream)]
-    error = start_up_error(stage_dir, render_routes(routes), tmp_path)
+    error = start_up_error(stage_dir, render(GatewaySpec(routes)), tmp_path)
     assert "exited with code 2" in error
     assert "/a/{id}/x" in error and "/a/{name}" in error, error

@@ -104,7 +104,7 @@ def reference(
         if any(m is None or method in m for m in same) or (
             method == "HEAD" and any(m is not None and "GET" in m for m in same)
         ):
-            return Match(pattern, params, pattern)
+            return pattern, params, pattern
     allow: set[str] = set()
     for _, _, methods, _ in matches:
         allow |= (methods or set()) | ({"HEAD"} if methods and "GET" in methods else set())

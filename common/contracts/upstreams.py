@@ -7,7 +7,8 @@ gateway makes of it:
 - `BrokenUpstream`: an HTTP server in a thread whose answer depends on the path:
   `/broken/short-body` promises 1000 bytes, sends 10 and closes; `/broken/short-chunked`
   sends one chunk and closes; `/broken/no-answer` reads the request and closes;
-  `/broken/garbage` answers with bytes that are not HTTP.
+  `/broken/garbage` answers with bytes that are not HTTP; `/broken/slow-start` sends a
+  chunked head, then nothing until the test sets `release`, then one chunk and the end.
 - `refused_port()`: a port that is bound but not listening, so connecting is refused at
   once (and nobody else can take the port while the test runs).
 - `unresponsive_port()`: a listening socket whose accept queue is full, so a new
@@ -31,6 +32,7 @@ RESPONSES = {
     b"/broken/no-answer": b"",
     b"/broken/garbage": b"this is not HTTP at all\r\n\r\n",
 }
+SLOW_START = b"/broken/slow-start"
 NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 
 
@@ -42,6 +44,7 @@ class BrokenUpstream:
         self.port = self._listener.getsockname()[1]
         self.url = f"http://{HOST}:{self.port}"
         self._threads: list[threading.Thread] = []
+        self.release = threading.Event()  # lets /broken/slow-start send its body
         self._accepting = threading.Thread(target=self._accept, daemon=True)
         self._accepting.start()
 
@@ -66,6 +69,11 @@ class BrokenUpstream:
                         return
                     head += data
                 target = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b""
+                if target == SLOW_START:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                    self.release.wait(10)
+                    conn.sendall(b"5\r\nhello\r\n0\r\n\r\n")
+                    return
                 conn.sendall(RESPONSES.get(target.split(b"?")[0], NOT_FOUND))
                 # Close without a proper shutdown: the gateway sees the body end early.
 

@@ -26,10 +26,10 @@ from rich.live import Live
 from common.bench.eventloop import loop_factory
 from common.lb_chaos import observe, view
 from common.lb_chaos.timeline import BACKENDS, FLAKY_RATE, FULL, SHORT, SLOW_MS, Step, Timeline
-from common.testing.gateway import RouteSpec, start_gateway
-from common.testing.pools import HealthSpec, PoolSpec, restart_backend, stage_render_pools
-from common.testing.pools import targets as target_specs
-from common.testing.processes import REPO_ROOT, Proc, start_backend, wait_healthy
+from common.testing.gateway import stage_render, start_gateway
+from common.testing.processes import REPO_ROOT, Proc, restart_backend, start_backend, wait_healthy
+from common.testing.specs import GatewaySpec, HealthSpec, PoolSpec, RouteSpec
+from common.testing.specs import targets as target_specs
 
 # Health settings for a 40 s show: checks every 0.5 s, two in a row to change a verdict,
 # three failed requests to eject for 2 s (then 4, 6...). Production values are slower
@@ -73,9 +73,8 @@ class Chaos:
                 wait_healthy(proc)
             urls = [self.backends[name].url for name in BACKENDS]
             pool = PoolSpec(target_specs(*urls), "least_connections", choices=2, health=HEALTH)
-            config = stage_render_pools(self.stage)(
-                [RouteSpec("/users", "users")], {"users": pool}, access_log=False
-            )
+            spec = GatewaySpec([RouteSpec("/users", "users")], {"users": pool})
+            config = stage_render(self.stage)(spec)
             self.gateway = start_gateway(self.stage, config, self.logs)
             self.pids.append(self.gateway.pid)
         if self.plain:

@@ -1,31 +1,25 @@
-"""Start a stage's gateway in a test, whatever that stage's config dialect is.
+"""Start a stage's gateway in a test or a tool, whatever that stage's config dialect is.
 
-The contract tests describe routes neutrally (`RouteSpec`); each stage's
-`tests/stage_config.py` has `render(routes, ...)` that turns them into its own
-gateway.toml. Stage 01 writes `[[routes]] prefix/upstream`; a later stage may write
-upstream pools or policies instead, and only its render() changes, not the contracts.
+Tests describe the gateway they want neutrally (`common/testing/specs.py: GatewaySpec`);
+each stage's `tests/stage_config.py` has `render(spec) -> str`, its own gateway.toml for
+it. Inside a stage's pytest run that function is the `render` fixture; tools that run
+outside pytest (the benches, lb-chaos) load it by path with `stage_render(stage_dir)`.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 from common.testing.processes import Proc, spawn
+from common.testing.specs import GatewaySpec
 
 HEALTH_PATH = "/_gateway/health"
 
-
-@dataclass(frozen=True)
-class RouteSpec:
-    """One route: requests under `prefix` go to `upstream` (a base URL)."""
-
-    prefix: str
-    upstream: str
-    strip_prefix: bool = False
-    preserve_host: bool = False
+Render = Callable[[GatewaySpec], str]
 
 
 def start_gateway(
@@ -50,3 +44,23 @@ def start_gateway(
         log_dir=tmp_path,
         wait=wait,
     )
+
+
+def stage_render(stage_dir: Path) -> Render:
+    """`render` from `stage_dir`/tests/stage_config.py: that stage's config dialect.
+
+    Loaded by path under a name of its own, so no stage's tests folder lands on sys.path
+    and two stages' renderers can live in one process (their `gateway` packages cannot).
+    """
+    path = stage_dir / "tests" / "stage_config.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: it renders the stage's gateway.toml")
+    spec = importlib.util.spec_from_file_location(f"stage_config_{stage_dir.name}", path)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    render = getattr(module, "render", None)
+    if render is None:
+        raise LookupError(f"{path} has no render(spec)")
+    return render  # type: ignore[no-any-return]

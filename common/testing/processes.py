@@ -172,6 +172,39 @@ def start_backend(service: str, instance: str = "a", **kwargs: object) -> Proc:
     return spawn(f"{service}-{instance}", backend_argv(service, instance), **kwargs)  # type: ignore[arg-type]
 
 
+def restart_backend(proc: Proc, *, log_dir: Path | None = None, wait: bool = True) -> Proc:
+    """Start `proc`'s backend again on the same port, after it was stopped or killed.
+
+    `spawn` always takes a fresh ephemeral port; a pool's target is an address, so a
+    backend that "comes back" must come back where it was. The port is free again once
+    the old process is gone (SO_REUSEADDR covers connections left in TIME_WAIT).
+    """
+    service, _, instance = proc.name.partition("-")
+    sock = listening_socket(HOST, proc.port)
+    log_dir = log_dir or proc.log_path.parent
+    log_path = log_dir / f"{proc.name}-{proc.port}-restarted.log"
+    log_file = open(log_path, "wb")  # noqa: SIM115 - closed by Proc.stop
+    try:
+        popen = subprocess.Popen(
+            [*backend_argv(service, instance or "a"), "--fd", str(sock.fileno())],
+            env=child_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            pass_fds=(sock.fileno(),),
+        )
+    finally:
+        sock.close()
+    restarted = Proc(proc.name, proc.port, popen, log_path, proc.health_path, log_file)
+    if wait:
+        try:
+            wait_healthy(restarted)
+        except BaseException:
+            restarted.stop()
+            raise
+    return restarted
+
+
 @contextlib.contextmanager
 def running(*procs: Proc) -> Iterator[tuple[Proc, ...]]:
     """Stop every process on the way out, whatever happened inside."""

@@ -224,6 +224,51 @@ def test_drift_counts_only_the_what_changed_section(repo: Path) -> None:
     assert violations(drift, repo) == []
 
 
+def test_drift_a_folder_bullet_covers_every_file_under_it(repo: Path) -> None:
+    write(repo, "02_lean/gateway/pkg/a.py", "A = 1\n")
+    write(repo, "02_lean/gateway/pkg/sub/b.py", "B = 1\n")
+    arch = repo / "02_lean/ARCHITECTURE.md"
+    bullet = "- `gateway/pkg/` (added): a package.\n- `extra.py`"
+    arch.write_text(arch.read_text().replace("- `extra.py`", bullet))
+    assert violations(drift, repo) == []
+    # Without the trailing slash it reads as a file, and the rule says how to write it.
+    arch.write_text(arch.read_text().replace("`gateway/pkg/`", "`gateway/pkg`"))
+    reasons = [v.reason for v in violations(drift, repo)]
+    expected = "`gateway/pkg` is a folder: write it as `gateway/pkg/` to list every file in it"
+    assert f"01_ids -> 02_lean: {expected}" in reasons
+
+
+def test_drift_a_glob_bullet_stays_within_its_folder(repo: Path) -> None:
+    write(repo, "02_lean/tests/test_new_one.py", "def test_a():\n    pass\n")
+    write(repo, "02_lean/tests/deep/test_new_two.py", "def test_b():\n    pass\n")
+    arch = repo / "02_lean/ARCHITECTURE.md"
+    arch.write_text(
+        arch.read_text().replace(
+            "- `extra.py`", "- `tests/test_new_*.py` (added): x.\n- `extra.py`"
+        )
+    )
+    found = only(violations(drift, repo))  # `*` does not cross into tests/deep/
+    assert found.reason.startswith("01_ids -> 02_lean: tests/deep/test_new_two.py is added")
+
+
+def test_drift_several_paths_in_one_bullet(repo: Path) -> None:
+    write(repo, "02_lean/one.py", "pass\n")
+    arch = repo / "02_lean/ARCHITECTURE.md"
+    arch.write_text(
+        arch.read_text().replace("- `extra.py` (changed)", "- `extra.py`, `one.py` (x)")
+    )
+    assert violations(drift, repo) == []
+
+
+def test_drift_a_group_that_covers_no_change_is_named(repo: Path) -> None:
+    arch = repo / "02_lean/ARCHITECTURE.md"
+    arch.write_text(
+        arch.read_text().replace("- `extra.py`", "- `tests/` (changed): no.\n- `extra.py`")
+    )
+    found = only(violations(drift, repo))
+    assert found.reason == "01_ids -> 02_lean: `tests/` covers only files identical to 01_ids"
+
+
 # --- docs -------------------------------------------------------------------------------
 
 

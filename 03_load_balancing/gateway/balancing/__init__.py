@@ -1,14 +1,15 @@
 """Load balancing: upstream pools of targets, pluggable strategies, active and passive health.
 
 target.py      Target: url, weight, requests in flight, health state
-strategies.py  the Strategy interface; round robin, smooth weighted RR, least conns/P2C
+strategies.py  the Strategy interface; round robin, smooth weighted RR, least conns/P2C;
+               STRATEGIES, the registry of every strategy by name
 ring.py        consistent hashing: the ring, virtual nodes, bounded loads
 keys.py        where the hash key comes from: header, cookie, client address, path
 outlier.py     passive health: eject after consecutive failures, come back later
 active.py      active health: probe every target on a timer
 pool.py        UpstreamPool: pick, acquire a lease, report, why nothing is available
 config.py      the [upstreams.NAME] sections of gateway.toml
-upstreams.py   every pool built from config, the strategy registry, health-check tasks
+upstreams.py   every pool built from config, with its health-check tasks
 """
 
 from .active import ActiveHealthChecker, ActivePolicy, Probe, http_probe
@@ -17,9 +18,9 @@ from .keys import KeySource
 from .outlier import OutlierDetector, OutlierPolicy, is_failure
 from .pool import Lease, NoHealthyTarget, UpstreamPool
 from .ring import ConsistentHash, HashRing, hash64
-from .strategies import LeastConnections, RoundRobin, Strategy, WeightedRoundRobin
+from .strategies import STRATEGIES, LeastConnections, RoundRobin, Strategy, WeightedRoundRobin
 from .target import Clock, Target, TargetHealth
-from .upstreams import STRATEGIES, Upstreams, build_pool
+from .upstreams import Upstreams, build_pool
 
 __all__ = [
     "STRATEGIES",

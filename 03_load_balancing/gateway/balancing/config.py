@@ -29,38 +29,29 @@ section (`upstreams.users: hash_key: required with strategy = 'consistent_hash' 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import SplitResult, urlsplit
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, StringConstraints, field_validator, model_validator
+
+from gateway.validation import Seconds, Strict
 
 from .active import ActivePolicy
 from .keys import SPECS, KeySource
 from .outlier import OutlierPolicy
 from .ring import DEFAULT_VIRTUAL_NODES
+from .strategies import STRATEGIES
 
-Seconds = Annotated[float, Field(gt=0, le=3600)]
-StrategyName = Literal[
-    "round_robin", "weighted_round_robin", "least_connections", "consistent_hash"
-]
-# The NAME in [upstreams.NAME]; routes refer to it as `upstream = "NAME"`.
-UpstreamName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+# The NAME in [upstreams.NAME]. A route's `upstream` is either such a name or an http://
+# URL, and this is the one test that tells them apart (a URL has a ':' and '/').
+POOL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+UpstreamName = Annotated[str, StringConstraints(pattern=rf"^{POOL_NAME.pattern}$")]
 
 
-class HealthConfig(_Strict):
+class HealthConfig(Strict):
     # Active checks.
     active: bool = True
     path: str = "/health"
@@ -120,7 +111,7 @@ def split_http_url(value: str) -> SplitResult:
     return parts
 
 
-class TargetConfig(_Strict):
+class TargetConfig(Strict):
     url: str
     # nginx and HAProxy accept weights up to 256; 100 keeps a ring of 160 points per
     # unit of weight at 16,000 points for the heaviest target.
@@ -142,8 +133,8 @@ class TargetConfig(_Strict):
         return f"{parts.scheme}://{parts.netloc}"
 
 
-class UpstreamConfig(_Strict):
-    strategy: StrategyName = "round_robin"
+class UpstreamConfig(Strict):
+    strategy: str = "round_robin"  # a name in strategies.STRATEGIES
     targets: Annotated[list[TargetConfig], Field(min_length=1, max_length=1000)]
     hash_key: str | None = None
     virtual_nodes: Annotated[int, Field(ge=1, le=10_000)] = DEFAULT_VIRTUAL_NODES
@@ -164,6 +155,13 @@ class UpstreamConfig(_Strict):
             targets=[TargetConfig(url=url)],
             health=HealthConfig(active=False, consecutive_failures=0),
         )
+
+    @field_validator("strategy")
+    @classmethod
+    def _check_strategy(cls, value: str) -> str:
+        if value not in STRATEGIES:
+            raise ValueError(f"must be one of {', '.join(map(repr, STRATEGIES))}")
+        return value
 
     @field_validator("hash_key")
     @classmethod
@@ -221,5 +219,5 @@ def unknown_upstreams(
     return [
         (i, f"no [upstreams.{name}] section defines {name!r} (defined: {defined})")
         for i, name in enumerate(route_upstreams)
-        if not name.startswith("http://") and name not in upstreams
+        if POOL_NAME.fullmatch(name) and name not in upstreams
     ]

@@ -3,12 +3,16 @@
     header:X-User-ID    the first value of that request header
     cookie:session      the value of that cookie
     client_ip           the address of the TCP peer
-    path                the request path, without the query string
+    path                the normalised path that was routed, without the query string
 
 Pick the thing whose requests benefit from landing on the same target: the user (their
 session cache is warm there), the path (a per-resource cache), the client. nginx writes
 the same as `hash $http_x_user_id consistent`; Envoy as a `hash_policy` list (header,
 cookie, connection_properties.source_ip, ...).
+
+`path` is the path the router matched (gateway/pathsafety.py normalised it), never the
+raw bytes: `/users//me` and `/users/me` are one resource to the router, so they must be
+one key too, or a per-resource cache behind the ring is split in two.
 
 `client_ip` is the TCP peer. Behind another proxy or load balancer that is the proxy,
 for every request; a gateway in that position hashes X-Forwarded-For's first trusted hop
@@ -19,13 +23,11 @@ sending them all to the target that owns the empty string.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-# RFC 9110 §5.6.2 token: what a header or cookie name may contain.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+from gateway.headers import TOKEN
 
 Kind = Literal["header", "cookie", "client_ip", "path"]
 SPECS = "header:NAME | cookie:NAME | client_ip | path"
@@ -40,8 +42,6 @@ class KeyedRequest(Protocol):
     def cookies(self) -> Mapping[str, str]: ...
     @property
     def remote(self) -> str | None: ...
-    @property
-    def raw_path(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,7 @@ class KeySource:
                 raise ValueError(f"{kind!r} takes no name (write just {kind!r})")
             return cls(kind)
         if kind in ("header", "cookie"):
-            if not _TOKEN.fullmatch(name):
+            if not TOKEN.fullmatch(name):
                 raise ValueError(f"{kind}: needs a {kind} name, e.g. '{kind}:X-User-ID'")
             return cls(kind, name)
         raise ValueError(f"must be one of {SPECS}")
@@ -66,8 +66,11 @@ class KeySource:
     def __str__(self) -> str:
         return f"{self.kind}:{self.name}" if self.name else self.kind
 
-    def extract(self, request: KeyedRequest) -> str | None:
-        """The request's key, or None when it has none (an empty value counts as none)."""
+    def extract(self, request: KeyedRequest, path: str) -> str | None:
+        """The request's key, or None when it has none (an empty value counts as none).
+
+        `path`: the normalised path the request was routed by (routing.RouteMatch.path).
+        """
         if self.kind == "header":
             value = request.headers.get(self.name)  # case-insensitive in aiohttp
         elif self.kind == "cookie":
@@ -75,5 +78,5 @@ class KeySource:
         elif self.kind == "client_ip":
             value = request.remote
         else:
-            value = request.raw_path.partition("?")[0]
+            value = path
         return value or None

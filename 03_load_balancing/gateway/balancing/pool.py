@@ -1,10 +1,10 @@
 """An upstream pool: named targets, one strategy, health, and leases that count in-flight.
 
-The proxy uses a pool in three steps:
+The gateway's handler (app.py) uses a pool in three steps:
 
-    lease = pool.acquire(pool.key_for(request))   # pick + count, or NoHealthyTarget
+    lease = pool.acquire(pool.key_for(request, path))  # pick + count, or NoHealthyTarget
     with lease:                                   # in_flight - 1 on the way out
-        ... forward to lease.target.url ...
+        ... open and relay to lease.target.url ...
         lease.report(status)                      # the status, or None: no response
 
 `acquire` picks and counts in one step with no `await` in between, so on one event loop
@@ -30,9 +30,8 @@ from .target import Clock, Target
 class NoHealthyTarget(Exception):
     """No target can take the request. `reason` is ready for a 503 problem's detail."""
 
-    def __init__(self, upstream: str, reason: str) -> None:
+    def __init__(self, reason: str) -> None:
         super().__init__(reason)
-        self.upstream = upstream
         self.reason = reason
 
 
@@ -91,9 +90,11 @@ class UpstreamPool:
         self.outlier = outlier
         self.clock = clock
 
-    def key_for(self, request: KeyedRequest) -> str | None:
-        """The request's hash key, if this pool hashes (consistent_hash), else None."""
-        return None if self.key_source is None else self.key_source.extract(request)
+    def key_for(self, request: KeyedRequest, path: str) -> str | None:
+        """The request's hash key, if this pool hashes (consistent_hash), else None.
+
+        `path`: the normalised path the request was routed by (keys.py: `path`)."""
+        return None if self.key_source is None else self.key_source.extract(request, path)
 
     def pick(self, key: str | None = None) -> Target | None:
         """The target for a request with `key`, without counting it (see acquire)."""
@@ -105,7 +106,7 @@ class UpstreamPool:
         """Pick a target and count the request on it; NoHealthyTarget when none can."""
         target = self.pick(key)
         if target is None:
-            raise NoHealthyTarget(self.name, self.unavailable_reason())
+            raise NoHealthyTarget(self.unavailable_reason())
         return Lease(self, target)
 
     def unavailable_reason(self) -> str:

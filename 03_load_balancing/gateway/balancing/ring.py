@@ -43,8 +43,7 @@ from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 
-from .strategies import least_loaded
-from .target import Target
+from .target import Target, least_loaded
 
 RING_SIZE = 2**64
 DEFAULT_VIRTUAL_NODES = 160

@@ -12,16 +12,21 @@ enforced in one place for all of them, and a later stage can add a strategy with
 touching health at all.
 
 This module holds the strategies that need no key: round robin, smooth weighted round
-robin, least connections (with power-of-two choices). Consistent hashing lives in ring.py.
+robin, least connections (with power-of-two choices), and STRATEGIES, the registry of
+every strategy by its name in gateway.toml. Consistent hashing lives in ring.py.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
-from .target import Target, less_loaded
+from .ring import ConsistentHash
+from .target import Target, least_loaded, less_loaded
+
+if TYPE_CHECKING:  # only for the factories' signature: config.py imports this module
+    from .config import UpstreamConfig
 
 
 class Strategy(Protocol):
@@ -151,10 +156,20 @@ class LeastConnections:
         return winner
 
 
-def least_loaded(candidates: Sequence[Target]) -> Target:
-    """The first candidate with the fewest requests in flight per unit of weight."""
-    best = candidates[0]
-    for target in candidates[1:]:
-        if less_loaded(target, best):
-            best = target
-    return best
+# --- the registry -------------------------------------------------------------------------
+
+StrategyFactory = Callable[["UpstreamConfig", Sequence[Target], random.Random], Strategy]
+
+# The plug-in point, and the only list of strategies: `strategy = "..."` in gateway.toml is
+# checked against these names (config.py), and a pool is built with the factory. A later
+# stage adds a strategy here and nowhere else; pools, health and the proxy stay as they are.
+STRATEGIES: dict[str, StrategyFactory] = {
+    "round_robin": lambda config, targets, rng: RoundRobin(targets),
+    "weighted_round_robin": lambda config, targets, rng: WeightedRoundRobin(targets),
+    "least_connections": lambda config, targets, rng: LeastConnections(
+        targets, choices=config.choices, rng=rng
+    ),
+    "consistent_hash": lambda config, targets, rng: ConsistentHash(
+        targets, virtual_nodes=config.virtual_nodes, bounded_load=config.bounded_load
+    ),
+}

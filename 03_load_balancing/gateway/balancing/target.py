@@ -15,7 +15,7 @@ worker thread and accepts that each worker sees only its own share of the load; 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 # A clock returns seconds from an arbitrary origin (time.monotonic in production). Tests
@@ -65,6 +65,15 @@ class Target:
         # less per candidate (~30 ns; the whole pick + lease path costs about 0.5 µs).
         health = self.health
         return health.active_ok and health.ejected_until is None
+
+
+def least_loaded(candidates: Sequence[Target]) -> Target:
+    """The first candidate with the fewest requests in flight per unit of weight."""
+    best = candidates[0]
+    for target in candidates[1:]:
+        if less_loaded(target, best):
+            best = target
+    return best
 
 
 def less_loaded(a: Target, b: Target) -> bool:

@@ -1,14 +1,14 @@
 """Every pool of the gateway, built from config, with its health-check tasks.
 
-STRATEGIES is the plug-in point: a later stage adds a strategy by adding a factory
-here (and its name to config.StrategyName); the pool, health and proxy stay as they are.
+Each pool's strategy comes from the registry in strategies.py (STRATEGIES), the one place
+a later stage adds a strategy to.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 
 from aiohttp import ClientSession
 
@@ -16,22 +16,8 @@ from .active import ActiveHealthChecker, http_probe
 from .config import UpstreamConfig
 from .outlier import OutlierDetector
 from .pool import UpstreamPool
-from .ring import ConsistentHash
-from .strategies import LeastConnections, RoundRobin, Strategy, WeightedRoundRobin
+from .strategies import STRATEGIES
 from .target import Clock, Target
-
-StrategyFactory = Callable[[UpstreamConfig, Sequence[Target], random.Random], Strategy]
-
-STRATEGIES: dict[str, StrategyFactory] = {
-    "round_robin": lambda config, targets, rng: RoundRobin(targets),
-    "weighted_round_robin": lambda config, targets, rng: WeightedRoundRobin(targets),
-    "least_connections": lambda config, targets, rng: LeastConnections(
-        targets, choices=config.choices, rng=rng
-    ),
-    "consistent_hash": lambda config, targets, rng: ConsistentHash(
-        targets, virtual_nodes=config.virtual_nodes, bounded_load=config.bounded_load
-    ),
-}
 
 
 def build_pool(

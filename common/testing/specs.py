@@ -1,0 +1,110 @@
+"""What a test wants from a gateway, said once, in no stage's config dialect.
+
+The contracts, the benches and the chaos tool describe a gateway as one `GatewaySpec`:
+its routes (`RouteSpec`: a prefix; `PathRoute`: a pattern), its upstream pools
+(`PoolSpec`), its timeouts. Each stage's `tests/stage_config.py` has one function,
+`render(spec) -> str`, that writes that spec as the stage's own gateway.toml. A later
+stage with a new concern adds a field here (with a default that means "off") and teaches
+its render() to write it; the contracts written against earlier stages keep passing
+because the default is what those stages did.
+
+A stage that cannot express part of a spec (stage 01 has no pattern routes, stages 01
+and 02 have no pools) refuses it with `Unsupported`, so a contract run against the wrong
+stage fails with a sentence instead of a gateway that silently ignores half its config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+
+class Unsupported(ValueError):
+    """A spec asks for something this stage's config cannot say."""
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """Requests under `prefix` go to `upstream`: a base URL, or (stage 03 on) a pool's name."""
+
+    prefix: str
+    upstream: str
+    strip_prefix: bool = False
+    preserve_host: bool = False
+
+
+@dataclass(frozen=True)
+class PathRoute:
+    """A pattern route (stage 02 on): what `RouteSpec` (a prefix) cannot say.
+
+    `path` has static segments, `{name}` parameters (one non-empty segment each) and
+    optionally a trailing `{name:path}` catch-all (the rest of the path, maybe empty).
+    `methods`: None for every method. `rewrite`: the path sent upstream, with captured
+    parameters inserted as the client sent them (still percent-encoded), e.g.
+    `/api/v1/users/{id}` -> `/users/{id}`; None forwards the matched path.
+    """
+
+    path: str
+    upstream: str
+    methods: tuple[str, ...] | None = None
+    rewrite: str | None = None
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    url: str  # scheme://host:port
+    weight: int = 1
+
+
+@dataclass(frozen=True)
+class HealthSpec:
+    """Active checks (probe `path` every `interval`) and passive ones (eject after
+    `consecutive_failures` failed requests). Tests use short times so that ejection and
+    recovery happen within a second or two."""
+
+    active: bool = True
+    path: str = "/health"
+    interval: float = 0.2
+    timeout: float = 0.2
+    healthy_threshold: int = 1
+    unhealthy_threshold: int = 1
+    consecutive_failures: int = 3  # 0: no passive checks
+    base_ejection_time: float = 1.0
+    max_ejection_time: float = 5.0
+    max_ejection_percent: int = 50
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """One upstream pool (stage 03 on). `strategy` is round_robin, weighted_round_robin,
+    least_connections or consistent_hash; the other settings belong to one of them."""
+
+    targets: tuple[TargetSpec, ...]
+    strategy: str = "round_robin"
+    hash_key: str | None = None  # consistent_hash: header:NAME | cookie:NAME | client_ip | path
+    virtual_nodes: int | None = None  # consistent_hash
+    bounded_load: float | None = None  # consistent_hash
+    choices: int | None = None  # least_connections: 2 = power of two choices
+    health: HealthSpec = field(default_factory=HealthSpec)
+
+
+def targets(*urls: str, weights: tuple[int, ...] | None = None) -> tuple[TargetSpec, ...]:
+    """`targets(a.url, b.url, weights=(3, 1))`, the common case in one call."""
+    weights = weights or (1,) * len(urls)
+    return tuple(TargetSpec(url, w) for url, w in zip(urls, weights, strict=True))
+
+
+@dataclass(frozen=True)
+class GatewaySpec:
+    """One gateway: routes, the pools they may name, and the settings tests vary.
+
+    Everything else stays at the stage's defaults. `access_log` is off by default: a log
+    line per request is noise in a test and real work in a bench.
+    """
+
+    routes: Sequence[RouteSpec | PathRoute]
+    pools: Mapping[str, PoolSpec] = field(default_factory=dict)
+    connect_timeout: float = 2.0
+    read_timeout: float = 30.0
+    shutdown_timeout: float = 10.0
+    access_log: bool = False

@@ -1,0 +1,80 @@
+"""A stage as `make <stage>` runs it, on ephemeral ports: for the demo.http tests.
+
+`make <stage>` starts the backends of the stage's services.toml on fixed ports (9001...)
+and its gateway on 8080 with the stage's own gateway.toml. A test must never take those
+ports (a reader's `make lb` may hold them), so `running_stage` starts the same backends on
+ephemeral ports and the same gateway.toml with every `http://127.0.0.1:<fixed port>`
+swapped for the backend that stands in for it. What the reader runs is what is tested.
+
+`demo_cases(path)` turns a demo.http into pytest parameters, one per request, so a
+request that answers the wrong status fails as itself: `test_demo_request[23. ...]`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common.demo import DemoResult, load_demo, run_demo
+from common.testing.gateway import start_gateway
+from common.testing.processes import Proc, start_backend, wait_healthy
+
+
+@dataclass
+class RunningStage:
+    backends: dict[str, Proc]  # by services.toml name: "users-a"
+    gateway: Proc
+    services: dict[str, Any]  # services.toml, parsed
+
+    def run_demo(self, demo: Path) -> dict[int, DemoResult]:
+        """Every request of `demo` against this stage, in order; keyed by its number."""
+        return {r.request.number: r for r in run_demo(demo, {"gateway": self.gateway.url})}
+
+
+@contextlib.contextmanager
+def running_stage(stage_dir: Path, tmp_path: Path) -> Iterator[RunningStage]:
+    services = tomllib.loads((stage_dir / "services.toml").read_text(encoding="utf-8"))
+    started: list[Proc] = []
+    try:
+        by_port: dict[int, Proc] = {}
+        backends: dict[str, Proc] = {}
+        for backend in services["backends"]:  # side by side: each FastAPI import is slow
+            name = f"{backend['service']}-{backend['instance']}"
+            proc = start_backend(
+                backend["service"], backend["instance"], log_dir=tmp_path, wait=False
+            )
+            started.append(proc)
+            by_port[backend["port"]] = backends[name] = proc
+        for proc in started:
+            wait_healthy(proc)
+        config = re.sub(
+            r"http://127\.0\.0\.1:(\d+)(?!\d)",
+            lambda m: by_port[int(m.group(1))].url,
+            (stage_dir / services["gateway"]["config"]).read_text(encoding="utf-8"),
+        )
+        gateway = start_gateway(stage_dir, config, tmp_path)
+        started.append(gateway)
+        yield RunningStage(backends, gateway, services)
+    finally:
+        for proc in reversed(started):
+            proc.stop()
+
+
+def demo_cases(demo: Path) -> list[Any]:
+    """One pytest parameter per request of `demo`: its number, with its title as the id."""
+    return [
+        pytest.param(request.number, id=f"{request.number}. {request.title}"[:60])
+        for request in load_demo(demo).requests
+    ]
+
+
+def served_by(result: DemoResult) -> str:
+    """`users/a` from `X-Served-By: users/a@9001`: which backend answered."""
+    return (result.header("X-Served-By") or "-").partition("@")[0]
