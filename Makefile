@@ -18,13 +18,15 @@ NEWEST_GATEWAY := $(lastword $(patsubst %/gateway/,%,$(sort $(wildcard [0-9][0-9
 STAGE ?= $(NEWEST_GATEWAY)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test check propagate diff lint services pass-through trie lb stop-all bench trie-bench \
+.PHONY: help venv test check propagate diff lint services pass-through trie lb restart stop-all bench trie-bench \
 	lb-bench lb-chaos clean
 
 help: ## list every target (the default)
 	@echo "usage: make <target>   (first use creates .venv and installs requirements.txt)"
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
-		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+	@# Colour only on a terminal: piped into less or a file, escape codes are noise.
+	@if [ -t 1 ]; then on=$$(printf '\033[36m'); off=$$(printf '\033[0m'); fi; \
+	grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*## "}; {printf "  %s%-14s%s %s\n", on, $$1, off, $$2}'
 
 $(STAMP): requirements.txt
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11+ is required (none found on PATH; set PYTHON=...)"; exit 1; }
@@ -64,6 +66,10 @@ trie: $(STAMP) ## 02: backends + the gateway with the radix-trie router on :8080
 
 lb: $(STAMP) ## 03: six backends + the gateway with upstream pools on :8080
 	$(PY) -m common.launch 03_load_balancing
+
+restart: $(STAMP) ## start a backend of the running stage again: make restart NAME=users-b
+	@test -n "$(NAME)" || { echo "usage: make restart NAME=users-b"; exit 2; }
+	@$(PY) -m common.launch --restart $(NAME)
 
 stop-all: $(STAMP) ## stop every process a launcher started (PID files in .run/)
 	$(PY) -m common.launch --stop-all

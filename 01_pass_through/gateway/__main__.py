@@ -17,16 +17,18 @@ import asyncio
 import errno
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 import gateway
 from gateway.app import build_app
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.requestid import RequestIdFilter
 from gateway.server import bind_socket, inherited_socket, serve
-from gateway.workers import supervise
+from gateway.workers import supervise, wait_for_siblings
 
 try:  # uvloop (libuv underneath) roughly halves asyncio's own per-request cost
     import uvloop
@@ -55,8 +57,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="log one line per request (default: [server] access_log)",
     )
     parser.add_argument("--check", action="store_true", help="validate the config and exit")
-    # Internal: how the --workers parent tells each worker to bind with SO_REUSEPORT.
+    # Internal: how the --workers parent tells each worker to bind with SO_REUSEPORT, and
+    # where a worker says it is ready (workers.py).
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.port is not None and not 0 <= args.port <= 65535:
         parser.error(f"--port {args.port}: expected 0..65535")
@@ -65,6 +69,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.workers > 1 and args.fd is None and args.port == 0:
         parser.error("--workers with --port 0 would give each worker its own port; use --fd")
     return args
+
+
+def print_error(message: str) -> None:
+    """Every line of `message` as an `error:` line. The message is data, never rich
+    markup: a config value such as `[/]` or `[upstreams.order]` prints as written."""
+    for line in message.splitlines():
+        stderr.print(Text.assemble(("error:", "red"), " ", line))
 
 
 def configure_logging() -> None:
@@ -102,10 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = with_overrides(load_config(Path(args.config), shown=args.config), args)
     except ConfigError as exc:
-        stderr.print(f"[red]error:[/] {exc}", markup=True)
+        print_error(str(exc))
         return 2
     if args.check:
-        stderr.print(f"{args.config}: ok, {len(config.routes)} routes")
+        stderr.print(Text(f"{args.config}: ok, {len(config.routes)} routes"))
         return 0
 
     configure_logging()
@@ -123,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         where = f"--fd {args.fd}" if args.fd is not None else f"{server.host}:{server.port}"
         reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-        stderr.print(f"[red]error:[/] cannot listen on {where}: {reason or exc}", markup=True)
+        print_error(f"cannot listen on {where}: {reason or exc}")
         return 2
 
     for route in config.routes:
@@ -131,7 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     app = build_app(config)
     loop_factory = uvloop.new_event_loop if uvloop is not None else None
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(serve(app, sock, shutdown_timeout=server.shutdown_timeout))
+        runner.run(
+            serve(
+                app,
+                sock,
+                shutdown_timeout=server.shutdown_timeout,
+                header_timeout=server.header_timeout,
+                ready=None if args.ready_fd is None else partial(wait_for_siblings, args.ready_fd),
+            )
+        )
     return 0
 
 

@@ -55,6 +55,24 @@ class BadRequest(GatewayError):
     status, title, slug = 400, "Bad Request", "bad-request"
 
 
+class RequestTimeout(GatewayError):
+    """The request head did not arrive in time (gateway/server.py's header timeout)."""
+
+    status, title, slug = 408, "Request Timeout", "request-timeout"
+
+
+class UriTooLong(GatewayError):
+    """The request line is longer than the parser takes (8190 bytes)."""
+
+    status, title, slug = 414, "URI Too Long", "uri-too-long"
+
+
+class HeaderFieldsTooLarge(GatewayError):
+    """RFC 6585 §5: one header line, or all of them together, are too large."""
+
+    status, title, slug = 431, "Request Header Fields Too Large", "header-fields-too-large"
+
+
 class NoRoute(GatewayError):
     status, title, slug = 404, "Not Found", "no-route"
 
@@ -79,6 +97,19 @@ def problem_response(
     request_id: str | None = None,
 ) -> web.Response:
     request_id = request_id or requestid.current.get()
+    # body= with an explicit header, not text=: aiohttp would append "; charset=utf-8",
+    # a parameter JSON media types do not define (RFC 8259 §11).
+    return web.Response(
+        status=status,
+        body=problem_body(status, title, detail, type_, instance, request_id),
+        headers={"Content-Type": CONTENT_TYPE, requestid.HEADER: request_id},
+    )
+
+
+def problem_body(
+    status: int, title: str, detail: str, type_: str, instance: str, request_id: str
+) -> bytes:
+    """The RFC 9457 document itself, as bytes (gateway/server.py writes some by hand)."""
     body: dict[str, Any] = {
         "type": type_,
         "title": title,
@@ -87,13 +118,7 @@ def problem_response(
         "instance": instance,
         "request_id": request_id,
     }
-    # body= with an explicit header, not text=: aiohttp would append "; charset=utf-8",
-    # a parameter JSON media types do not define (RFC 8259 §11).
-    return web.Response(
-        status=status,
-        body=json.dumps(body).encode(),
-        headers={"Content-Type": CONTENT_TYPE, requestid.HEADER: request_id},
-    )
+    return json.dumps(body).encode()
 
 
 def for_error(request: web.BaseRequest, error: GatewayError) -> web.Response:

@@ -31,6 +31,7 @@ from aiohttp.typedefs import Handler, Middleware
 from gateway.config import RouteConfig, TimeoutsConfig
 from gateway.errors import NoRoute
 from gateway.proxy import Timeouts
+from gateway.requesttarget import origin_form
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +127,7 @@ def routing_middleware(router: Router, routed: Handler) -> Middleware:
 
     @web.middleware
     async def route(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request = origin_form(request)  # absolute-form becomes origin-form; `#` is a 400
         if request.match_info.handler != routed:  # `!=`: a bound method is made per access
             return await handler(request)
         target = request.raw_path

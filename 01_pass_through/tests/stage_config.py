@@ -24,6 +24,8 @@ def render(spec: GatewaySpec) -> str:
         "[server]",
         f"access_log = {_toml(spec.access_log)}",
         f"shutdown_timeout = {_toml(float(spec.shutdown_timeout))}",
+        f"header_timeout = {_toml(float(spec.header_timeout))}",
+        f"max_header_bytes = {_toml(spec.max_header_bytes)}",
         "",
         "[timeouts]",
         f"connect = {_toml(float(spec.connect_timeout))}",
@@ -32,6 +34,8 @@ def render(spec: GatewaySpec) -> str:
     for route in spec.routes:
         if not isinstance(route, RouteSpec):
             raise Unsupported(f"stage 01 has prefix routes only, not {route!r}")
+        if route.encoded_slash != "reject":
+            raise Unsupported("stage 01 forwards raw paths: it has no encoded_slash setting")
         lines += [
             "",
             "[[routes]]",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
@@ -37,6 +37,11 @@ class ServerConfig(Strict):
     # sends SIGTERM and then SIGKILL after terminationGracePeriodSeconds (30 s by
     # default): this must stay below that, or the "graceful" part never happens.
     shutdown_timeout: Annotated[float, Field(ge=0, le=3600)] = 10.0
+    # A client must complete each request head (request line and headers) within this
+    # long, or it is answered 408 and disconnected (gateway/server.py: slow clients).
+    header_timeout: Seconds = 10.0
+    # The request's header fields together, in bytes; more is a 431 (gateway/limits.py).
+    max_header_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = 32 * 1024
 
 
 class TimeoutsConfig(Strict):
@@ -71,6 +76,9 @@ class RouteConfig(Strict):
     strip_prefix: bool = False  # prefix routes only
     rewrite: str | None = None  # path routes only: "/users/{id}", params inserted raw
     preserve_host: bool = False
+    # "reject" (400, the default) or "keep": `%2F` in this route's paths is data, kept
+    # inside its segment and forwarded as sent (gateway/pathsafety.py, step 5b).
+    encoded_slash: Literal["reject", "keep"] = "reject"
 
     @field_validator("prefix")
     @classmethod
@@ -121,6 +129,8 @@ class RouteConfig(Strict):
         what = f"prefix {self.prefix}" if self.prefix is not None else self.path
         methods = f"{','.join(self.methods)} " if self.methods else ""
         flags = [f for f in ("strip_prefix", "preserve_host") if getattr(self, f)]
+        if self.encoded_slash == "keep":
+            flags.append("encoded_slash keep")
         if self.rewrite is not None:
             flags.insert(0, f"rewrite {self.rewrite}")
         suffix = f" ({', '.join(flags)})" if flags else ""

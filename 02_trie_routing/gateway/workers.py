@@ -18,7 +18,14 @@ Two ways to share a port, both used here:
 
 This parent process serves nothing. It starts the workers (fresh interpreters, not
 fork(): nothing half-initialised is inherited), forwards SIGTERM/SIGINT to them and waits;
-each worker then shuts down gracefully on its own deadline. If a worker dies on its own,
+each worker then shuts down gracefully on its own deadline.
+
+Ready means every worker. A worker that has set itself up (config, application, upstream
+session) says so on a pipe to the parent, then waits; once all N have, the parent lets
+them all start accepting (SIGUSR1). Until then connections wait in the kernel's accept
+queue, so the first health check that is answered is answered by a gateway whose every
+worker serves, not by the fastest one while the others are still importing. systemd's
+`Type=notify` (sd_notify READY=1) is the same idea one level up. If a worker dies on its own,
 the parent stops the others and exits non-zero: a supervisor above (systemd, Kubernetes,
 `make`) decides what happens next. gunicorn's and nginx's masters restart dead workers
 instead; that needs crash-loop protection, which this teaching gateway leaves out.
@@ -26,11 +33,13 @@ instead; that needs crash-loop protection, which this teaching gateway leaves ou
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from types import FrameType
 
@@ -53,13 +62,20 @@ def supervise(count: int, worker_argv: Sequence[str], pass_fds: Sequence[int] = 
     # that the parent does not know about yet.
     signal.signal(signal.SIGTERM, stop_all)
     signal.signal(signal.SIGINT, stop_all)
+    ready_read, ready_write = os.pipe()
     for _ in range(count):
-        argv = [sys.executable, "-m", "gateway", *worker_argv]
-        worker = subprocess.Popen(argv, pass_fds=pass_fds)
+        argv = [sys.executable, "-m", "gateway", *worker_argv, "--ready-fd", str(ready_write)]
+        worker = subprocess.Popen(argv, pass_fds=(*pass_fds, ready_write))
         workers[worker.pid] = worker
         if stopping:  # a signal arrived while we were starting workers
             worker.send_signal(signal.SIGTERM)
+    os.close(ready_write)  # the workers hold it now: EOF here means every one is gone
     log.info("started %d workers: %s", count, ", ".join(str(pid) for pid in workers))
+    # The main thread must stay in os.wait() below (to see a worker die at any time), so
+    # the readiness pipe is read by a thread of its own.
+    threading.Thread(
+        target=_release_when_ready, args=(ready_read, list(workers.values())), daemon=True
+    ).start()
 
     exit_code = 0
     while any(worker.returncode is None for worker in workers.values()):
@@ -80,3 +96,32 @@ def supervise(count: int, worker_argv: Sequence[str], pass_fds: Sequence[int] = 
             exit_code = exit_code or 1
     log.info("all workers stopped")
     return exit_code
+
+
+def _release_when_ready(ready: int, workers: list[subprocess.Popen[bytes]]) -> None:
+    """Read one byte per worker, then tell them all to start accepting."""
+    received = 0
+    with os.fdopen(ready, "rb", buffering=0) as pipe:
+        while received < len(workers):
+            chunk = pipe.read(len(workers) - received)
+            if not chunk:
+                return  # a worker died before it was ready: supervise() handles that
+            received += len(chunk)
+    log.info("all %d workers are ready: serving", len(workers))
+    for worker in workers:
+        if worker.returncode is None:
+            worker.send_signal(signal.SIGUSR1)
+
+
+async def wait_for_siblings(ready_fd: int) -> None:
+    """In a worker: tell the parent this worker is ready, then wait for its go (SIGUSR1).
+
+    The handler is installed before the parent can send the signal (SIGUSR1's default
+    action is to terminate the process)."""
+    loop = asyncio.get_running_loop()
+    go = asyncio.Event()
+    loop.add_signal_handler(signal.SIGUSR1, go.set)
+    os.write(ready_fd, b".")
+    os.close(ready_fd)
+    await go.wait()
+    loop.remove_signal_handler(signal.SIGUSR1)

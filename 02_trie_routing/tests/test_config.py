@@ -161,7 +161,7 @@ def test_a_bad_config_stops_start_up_with_exit_2_and_no_traceback(tmp_path: Path
 def test_check_validates_without_starting() -> None:
     result = run_gateway("--config", "gateway.toml", "--check", cwd=STAGE)
     assert result.returncode == 0, result.stderr
-    assert "gateway.toml: ok, 7 routes" in result.stderr
+    assert "gateway.toml: ok, 8 routes" in result.stderr
 
 
 def test_help_names_this_stage() -> None:
@@ -170,3 +170,23 @@ def test_help_names_this_stage() -> None:
     done = run_gateway("--help", cwd=STAGE)
     assert done.returncode == 0
     assert f"Stage {STAGE.name[:2]} API gateway" in " ".join(done.stdout.split())
+
+
+def test_config_errors_print_bracketed_values_as_written(tmp_path: Path) -> None:
+    """Values are not rich markup: `[red]` vanished from messages, `[/]` crashed --check."""
+    bad = '[[routes]]\nprefix = "/{name}"\nupstream = "{upstream}"\n'
+    text = bad.format(name="a", upstream="[red]") + bad.format(name="b", upstream="[/]")
+    (tmp_path / "bad.toml").write_text(text, encoding="utf-8")
+    result = run_gateway("--config", str(tmp_path / "bad.toml"), "--check", cwd=STAGE)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "(got '[red]')" in result.stderr and "(got '[/]')" in result.stderr
+
+
+def test_every_line_of_a_multi_problem_config_error_reads_as_an_error(tmp_path: Path) -> None:
+    text = '[server]\nport = "8080"\nbogus = 1\n' + ROUTE
+    (tmp_path / "bad.toml").write_text(text, encoding="utf-8")
+    result = run_gateway("--config", str(tmp_path / "bad.toml"), "--check", cwd=STAGE)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) >= 2 and all(line.startswith("error: ") for line in lines), lines

@@ -61,15 +61,16 @@ def test_the_routing_requests_show_what_they_say(results: dict[int, DemoResult])
     # 15: 405 with the methods that would work.
     assert results[15].header("Allow") == "GET, HEAD"
     assert results[15].header("Content-Type") == "application/problem+json"
-    # 17 and 22: refused by the path rules, not by a missing route.
-    for number in (17, 22):
-        assert json.loads(results[number].body)["type"].endswith("/bad-path")
-    # 18, 19, 21: what the upstream received is the normalised path.
-    assert json.loads(results[18].body)["path"] == "/echo/admin"
-    assert json.loads(results[19].body)["path"] == "/echo/admin"
-    assert json.loads(results[21].body)["path"] == "/echo/a/b"
-    # 20: /users/../products went to the products service.
-    assert served_by(results[20]) == "products/a"
+    # 17, 18, 21: refused by the path rules, not by a missing route, each saying why.
+    for number, why in ((17, "encoded slash"), (18, "encoded NUL"), (21, "encoded backslash")):
+        problem = json.loads(results[number].body)
+        assert problem["type"].endswith("/bad-path") and why in problem["detail"], number
+    # 19: what the upstream received is the normalised path.
+    assert json.loads(results[19].body)["path"] == "/echo/a/b"
+    # 20: on the route that keeps them, %2F arrives as sent, inside its segment.
+    assert json.loads(results[20].body)["path"] == "/echo/files/reports%2F2026.csv"
+    # 22: /%75sers/1 was routed as /users/1, to the users service.
+    assert served_by(results[22]).startswith("users/") and json.loads(results[22].body)["id"] == 1
 
 
 def test_demo_and_services_toml_agree_on_the_gateway_port(stage: RunningStage) -> None:

@@ -103,3 +103,33 @@ def test_a_busy_port_is_an_error_not_a_silent_share(tmp_path: Path) -> None:
         )
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}: address already in use" in result.stderr
+
+
+def test_the_gateway_is_ready_only_once_every_worker_serves(tmp_path: Path) -> None:
+    """The first health check answered is answered by a gateway whose workers all serve:
+    the parent releases them together, after the last one has set itself up. With
+    SO_REUSEPORT every worker has its own accept queue, so requests spread over them at
+    once; a worker still starting would leave the connections hashed to it waiting."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(CONFIG, encoding="utf-8")
+    log = tmp_path / "gateway.log"
+    port = free_port()
+    with open(log, "wb") as out:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "--config", str(config)]
+            + ["--port", str(port), "--workers", "3"],
+            cwd=STAGE,
+            env=child_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    proc = Proc("gateway-ready", port, popen, log, HEALTH_PATH)
+    try:
+        wait_healthy(proc)
+        # Written by the parent before it let any worker accept: it precedes every answer.
+        assert "all 3 workers are ready: serving" in log.read_text()
+        pids = serving_pids(proc, want=3, timeout=3.0)
+        assert len(pids) == 3, f"only {pids} answered"
+        assert_stops_cleanly(proc, pids)
+    finally:
+        proc.stop()

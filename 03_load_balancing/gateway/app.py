@@ -2,7 +2,7 @@
 
 A request meets, in order:
 
-    request id -> (access log) -> problem errors -> route -> handler: balance -> proxy
+    request id -> (access log) -> problem errors -> head limits -> route -> handler: balance, proxy
 
 Every arrow before the handler is an aiohttp middleware (the list in `build_app`), and
 the response travels back through the same ones. A later stage adds its concern as one
@@ -14,8 +14,9 @@ to the proxy.
 Why this order: the request id comes first so that every later step, and every log line,
 has it. The access log sits outside the error handler so it logs the status the client
 really got, a 502 problem included. The error handler sits right above the work, so no
-exception from routing or proxying escapes as a traceback. Routing comes next, before
-any concern that depends on the route, so there is exactly one place where a path is
+exception from routing or proxying escapes as a traceback. The head limits (431) refuse
+an oversized request before any work is spent on it. Routing comes next, before any
+concern that depends on the route, so there is exactly one place where a path is
 matched and every later step agrees on which route a request belongs to.
 """
 
@@ -31,6 +32,7 @@ from gateway.accesslog import UPSTREAM, access_log_middleware
 from gateway.balancing import NoHealthyTarget, Upstreams
 from gateway.config import GatewayConfig
 from gateway.errors import NoHealthyUpstream, problem_middleware, problem_response
+from gateway.limits import head_limits_middleware
 from gateway.proxy import Proxy, UpstreamError, UpstreamRequest
 from gateway.requestid import request_id_middleware
 from gateway.routing import ROUTE, Router, routing_middleware
@@ -130,6 +132,7 @@ def build_app(config: GatewayConfig) -> web.Application:
     if config.server.access_log:
         middlewares.append(access_log_middleware)
     middlewares.append(problem_middleware)
+    middlewares.append(head_limits_middleware(config.server.max_header_bytes))
     middlewares.append(routing_middleware(router, gateway.handle))
 
     app = web.Application(middlewares=middlewares)

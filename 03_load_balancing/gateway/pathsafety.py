@@ -21,9 +21,12 @@ from typing import NamedTuple
 from urllib.parse import unquote
 
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_FORBIDDEN_ESCAPE = re.compile(r"%(2[Ff]|5[Cc]|00)")
+_FORBIDDEN_ESCAPE = re.compile(r"%(5[Cc]|00)")
+_ENCODED_SLASH = re.compile(r"%2[Ff]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_ESCAPE_NAMES = {"2f": "an encoded slash", "5c": "an encoded backslash", "00": "an encoded NUL"}
+_ESCAPE_NAMES = {"5c": "an encoded backslash", "00": "an encoded NUL"}
+# Why the router refuses a path with %2F on a route that does not keep it (routing.py).
+ENCODED_SLASH = "an encoded slash ('%2F') in the request path"
 
 
 class UnsafePath(ValueError):
@@ -39,6 +42,7 @@ class SafePath(NamedTuple):  # not a frozen dataclass: its __init__ cost ~200 ns
     query: str  # "" or "?..." exactly as received
     segments: list[str]  # path split on "/": path == "/" + "/".join(segments)
     match_segments: list[str]  # the same, percent-decoded: what patterns are compared with
+    encoded_slash: bool = False  # holds a %2F: only a route with encoded_slash = "keep" takes it
 
     @property
     def target(self) -> str:
@@ -61,8 +65,8 @@ def _dots(segment: str) -> int:
 def normalise(target: str) -> SafePath:
     """Normalise the raw request-target (path and optional query, as received)."""
     path, question, query = target.partition("?")
-    # 1. Origin-form only (RFC 9112 §3.2.1). `*` (OPTIONS *) and absolute-form
-    #    (`GET http://host/x`, sent to forward proxies) have no route here.
+    # 1. Origin-form only (RFC 9112 §3.2.1): gateway/requesttarget.py has already turned
+    #    an absolute-form target into one, and refused every other form.
     if not path.startswith("/"):
         raise UnsafePath("the request path must start with '/'")
     # Fast path: nothing to normalise in a path without '%', '\', '//', a segment that
@@ -91,17 +95,23 @@ def _slow(path: str, query: str) -> SafePath:
     bad = _BAD_ESCAPE.search(path)
     if bad:
         raise UnsafePath(f"malformed percent-escape {path[bad.start() : bad.start() + 3]!r}")
-    # 5. Encoded slash, backslash and NUL: refused (400). `/a%2Fb` is one segment to us and
-    #    two to an origin that decodes before it splits (many do, via a framework). Envoy's
-    #    `path_with_escaped_slashes_action` defaults to KEEP_UNCHANGED and offers
-    #    REJECT_REQUEST, which is our choice; nginx decodes `%2F` into a real `/` before
-    #    matching `location`s. A real gateway would allow `%2F` per route for the APIs
-    #    that need it (package registries do: `@scope%2Fname`).
+    # 5. Encoded backslash and NUL: refused (400), always: `%5C` is a separator to Windows
+    #    origins, `%00` ends the path for any origin written in C.
     encoded = _FORBIDDEN_ESCAPE.search(path)
     if encoded:
         raise UnsafePath(
             f"{_ESCAPE_NAMES[encoded.group(1).lower()]} ({encoded.group(0)!r}) in the request path"
         )
+    # 5b. Encoded slash: `/a%2Fb` is one segment to us and two to an origin that decodes
+    #     before it splits (many do, via a framework). Refused by default, as Envoy's
+    #     `path_with_escaped_slashes_action: REJECT_REQUEST` (its default is KEEP_UNCHANGED;
+    #     nginx decodes `%2F` into a real `/` before matching). The refusal happens in the
+    #     router, after the match, because a route may keep it: APIs that carry `/` inside
+    #     an id (`/projects/group%2Fname`, `@scope%2Fname` in package registries) set
+    #     `encoded_slash = "keep"`. Then `%2F` is data: it stays inside its segment, so it
+    #     can never make a new segment for routing, and goes upstream byte for byte. One
+    #     thing is refused even there (step 7c): a dot-segment behind an encoded slash.
+    slash = _ENCODED_SLASH.search(path) is not None
     # 6 and 7, segment by segment. The last part always adds a segment (maybe "", a
     # trailing slash), so `out` is never empty: "/" is [""].
     parts = path[1:].split("/")
@@ -136,8 +146,19 @@ def _slow(path: str, query: str) -> SafePath:
         #     Logic", 2018). Refused.
         if ";" in part and _dots(part.partition(";")[0]):
             raise UnsafePath(f"dot-segment with parameters {part!r} in the request path")
+        # 7c. `a%2F..%2Fadmin` is one harmless segment here and `a/../admin`, which is
+        #     `admin`, to an origin that decodes before it resolves: refused.
+        if slash and _hides_dots(part):
+            raise UnsafePath(f"a dot-segment behind an encoded slash in {part!r}")
         out.append(part)
     # 8. Every other escape stays byte for byte in what we forward (`%41` is not rewritten
     #    to `A`, `%252e` is not decoded twice); the decoded copy is for matching only.
     decoded = [unquote(s, errors="surrogateescape") if "%" in s else s for s in out]
-    return SafePath("/" + "/".join(out), query, out, decoded)
+    return SafePath("/" + "/".join(out), query, out, decoded, slash)
+
+
+def _hides_dots(segment: str) -> bool:
+    """True for a segment that is a dot-segment once its %2F are decoded into slashes."""
+    if not _ENCODED_SLASH.search(segment):
+        return False
+    return any(_dots(piece.partition(";")[0]) for piece in unquote(segment).split("/"))

@@ -36,9 +36,10 @@ from aiohttp.typedefs import Handler, Middleware
 from gateway import trie
 from gateway.config import RouteConfig, TimeoutsConfig
 from gateway.errors import BadPath, MethodNotAllowed, NoRoute
-from gateway.pathsafety import SafePath, UnsafePath, normalise
+from gateway.pathsafety import ENCODED_SLASH, SafePath, UnsafePath, normalise
 from gateway.patterns import REST, rewrite
 from gateway.proxy import Timeouts
+from gateway.requesttarget import origin_form
 from gateway.trie import Match, NotAllowed
 
 
@@ -57,6 +58,7 @@ class Route:
     strip_prefix: bool
     rewrite: str | None
     preserve_host: bool
+    keep_encoded_slash: bool  # encoded_slash = "keep": %2F is data in this route's paths
     timeouts: Timeouts
 
     @classmethod
@@ -72,6 +74,7 @@ class Route:
             strip_prefix=config.strip_prefix,
             rewrite=config.rewrite,
             preserve_host=config.preserve_host,
+            keep_encoded_slash=config.encoded_slash == "keep",
             timeouts=Timeouts(timeouts.connect, timeouts.read),
         )
 
@@ -154,6 +157,7 @@ def routing_middleware(router: Router, routed: Handler) -> Middleware:
 
     @web.middleware
     async def route(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request = origin_form(request)  # absolute-form becomes origin-form; `#` is a 400
         if request.match_info.handler != routed:  # `!=`: a bound method is made per access
             return await handler(request)
         try:
@@ -161,6 +165,8 @@ def routing_middleware(router: Router, routed: Handler) -> Middleware:
         except UnsafePath as exc:
             raise BadPath(exc.reason) from None
         found = router.match(path, request.method)
+        if path.encoded_slash and not (isinstance(found, tuple) and found[0].keep_encoded_slash):
+            raise BadPath(ENCODED_SLASH)  # data only on a route that keeps it (pathsafety 5b)
         if found is None:
             raise NoRoute(f"no route matches {path.path}")
         if isinstance(found, NotAllowed):

@@ -24,6 +24,8 @@ def render(spec: GatewaySpec) -> str:
         "[server]",
         f"access_log = {_toml(spec.access_log)}",
         f"shutdown_timeout = {_toml(float(spec.shutdown_timeout))}",
+        f"header_timeout = {_toml(float(spec.header_timeout))}",
+        f"max_header_bytes = {_toml(spec.max_header_bytes)}",
         "",
         "[timeouts]",
         f"connect = {_toml(float(spec.connect_timeout))}",
@@ -46,13 +48,14 @@ def _route(route: RouteSpec | PathRoute) -> list[str]:
         lines.append(f"upstream = {_toml(route.upstream)}")
         if route.rewrite is not None:
             lines.append(f"rewrite = {_toml(route.rewrite)}")
-        return lines
-    return [
-        f"prefix = {_toml(route.prefix)}",
-        f"upstream = {_toml(route.upstream)}",
-        f"strip_prefix = {_toml(route.strip_prefix)}",
-        f"preserve_host = {_toml(route.preserve_host)}",
-    ]
+    else:
+        lines = [
+            f"prefix = {_toml(route.prefix)}",
+            f"upstream = {_toml(route.upstream)}",
+            f"strip_prefix = {_toml(route.strip_prefix)}",
+            f"preserve_host = {_toml(route.preserve_host)}",
+        ]
+    return [*lines, f"encoded_slash = {_toml(route.encoded_slash)}"]
 
 
 def _pool(pool: PoolSpec) -> list[str]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ from gateway.balancing.config import UpstreamName
 from gateway.config import ConfigError, load_config
 from lbhelpers import FakeRequest
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from common.testing.processes import child_env
 
 EXAMPLE = """
 [upstreams.users]
@@ -297,3 +301,19 @@ def test_a_url_route_gets_an_implicit_pool_named_after_the_route(tmp_path: Path)
     assert set(pools) == {"users", "orders", "route /v1"}
     # The pool's target is the server; the route keeps the base path (/api).
     assert [t.url for t in pools["route /v1"].targets] == ["http://127.0.0.1:9009"]
+
+
+def test_check_prints_a_missing_pool_with_its_brackets(tmp_path: Path) -> None:
+    """`[upstreams.order]` in a message is text, not rich markup (it printed as `no  section`)."""
+    config = tmp_path / "gateway.toml"
+    config.write_text('[[routes]]\nprefix = "/orders"\nupstream = "order"\n', encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "--config", str(config), "--check"],
+        cwd=Path(__file__).resolve().parents[1],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "no [upstreams.order] section defines 'order'" in result.stderr

@@ -17,8 +17,9 @@ normalise the very things under test (header case and order, percent-encoding, f
 
 This module holds the data path: every method and status, bodies streaming both ways,
 headers, path and query, forwarding headers, the request id. proxy_failures.py holds the
-rest (errors, timeouts, broken upstreams, keep-alive, graceful shutdown) and is imported
-at the bottom, so one star import runs the whole contract.
+failures (errors, timeouts, broken upstreams, keep-alive, graceful shutdown) and
+proxy_edges.py the edges of HTTP (head limits, fragments, absolute-form, slow clients);
+both are imported at the bottom, so one star import runs the whole contract.
 """
 
 from __future__ import annotations
@@ -433,6 +434,7 @@ def test_a_request_id_is_generated_when_missing(proxy_gateway: Proc) -> None:
     assert ids[0] != ids[1]
 
 
-# The failure half of the contract lives next door; importing it here means a stage's
-# `from common.contracts.proxy import *` runs both halves against the same fixtures.
+# The failure half and the HTTP edges live next door; importing them here means a stage's
+# `from common.contracts.proxy import *` runs all of it against the same fixtures.
+from common.contracts.proxy_edges import *  # noqa: E402, F403
 from common.contracts.proxy_failures import *  # noqa: E402, F403

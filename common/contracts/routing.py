@@ -64,6 +64,12 @@ def contract_routes(backend: str) -> list[RouteSpec | PathRoute]:
         # authentication), forwarded whole to two different base paths.
         RouteSpec("/public", backend + "/echo/via-public"),
         RouteSpec("/admin", backend + "/echo/via-admin"),
+        # Encoded slashes as data, on the routes that say so (and only on those): ids that
+        # carry a "/" (`group%2Fname`), beside a static route it must never reach.
+        PathRoute("/projects/{id}", echo, rewrite="/project/{id}", encoded_slash="keep"),
+        PathRoute("/projects/{id}/members", echo, rewrite="/members/{id}", encoded_slash="keep"),
+        PathRoute("/projects/group/name", echo, rewrite="/static/group-name"),
+        RouteSpec("/files", echo, strip_prefix=True, encoded_slash="keep"),
     ]
 
 
@@ -232,6 +238,55 @@ def test_an_encoded_letter_does_not_walk_around_a_route(routing_gateway: Proc) -
 def test_ambiguous_paths_are_refused_with_400(routing_gateway: Proc, target: str) -> None:
     problem = assert_problem(send(routing_gateway.port, "GET", target), 400)
     assert problem["type"].endswith("/bad-path")
+
+
+# --- encoded slashes, where a route keeps them ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "received"),
+    [
+        ("/projects/group%2Fname", "/echo/project/group%2Fname"),
+        ("/projects/group%2fname/members", "/echo/members/group%2fname"),
+        ("/projects/a%2Fb%2Fc", "/echo/project/a%2Fb%2Fc"),
+        ("/files/dir%2Ffile.txt", "/echo/dir%2Ffile.txt"),
+        ("/files/a/b%2Fc/d", "/echo/a/b%2Fc/d"),
+    ],
+)
+def test_a_kept_encoded_slash_is_data_forwarded_byte_for_byte(
+    routing_gateway: Proc, target: str, received: str
+) -> None:
+    assert upstream_saw(routing_gateway, target)[0] == received
+
+
+def test_a_kept_encoded_slash_never_makes_a_new_segment(routing_gateway: Proc) -> None:
+    # Decoded, `group%2Fname` spells the static route's `group/name`: still one segment,
+    # the parameter's. A router that decoded before splitting would pick the static route.
+    assert upstream_saw(routing_gateway, "/projects/group%2Fname")[0] == (
+        "/echo/project/group%2Fname"
+    )
+    assert upstream_saw(routing_gateway, "/projects/group/name")[0] == "/echo/static/group-name"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/projects/a%2F..%2Fadmin",  # `a/../admin` to an origin that decodes first
+        "/projects/..%2Fadmin",
+        "/files/x%2F%2e%2e%2Fy",
+        "/projects/group%5Cname",  # backslash and NUL stay refused everywhere
+        "/projects/a%00b",
+    ],
+)
+def test_a_kept_encoded_slash_cannot_hide_a_dot_segment(routing_gateway: Proc, target: str) -> None:
+    problem = assert_problem(send(routing_gateway.port, "GET", target), 400)
+    assert problem["type"].endswith("/bad-path")
+
+
+def test_an_encoded_slash_stays_refused_on_every_other_route(routing_gateway: Proc) -> None:
+    for target in ("/users/a%2Fb", "/public/a%2Fb", "/nosuchroute/a%2Fb"):
+        problem = assert_problem(send(routing_gateway.port, "GET", target), 400)
+        assert "encoded slash" in problem["detail"], target
 
 
 # --- conflicts: refused at start-up, naming both routes -------------------------------------

@@ -176,6 +176,18 @@ dotty_paths = st.lists(
 ).map(lambda segs: "/" + "/".join(segs))
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b%2Fc", "%2f", "d%2F%2Fe", "f%2Fg%2F", "%41"]), min_size=1))
+def test_an_encoded_slash_never_adds_a_segment(segments: list[str]) -> None:
+    """However many %2F a path holds, it has exactly the segments its literal slashes
+    make, each byte for byte: an encoded slash is data, never a separator."""
+    path = "/" + "/".join(segments)
+    safe = normalise(path)
+    assert safe.segments == segments
+    assert safe.encoded_slash == ("%2f" in path.lower())
+    assert [s.count("/") for s in safe.match_segments] == [s.lower().count("%2f") for s in segments]
+
+
 @settings(max_examples=400, deadline=None)
 @given(dotty_paths)
 def test_normalise_agrees_with_rfc_3986(path: str) -> None:

@@ -1,8 +1,10 @@
-"""`python -m common.launch 00_services` runs a stage; `--stop-all` stops what runs.
+"""`python -m common.launch 00_services` runs a stage; `--stop-all` stops what runs;
+`--restart users-b` brings back a backend of the running stage (make restart NAME=...).
 
-Exit status: 0 after a requested stop (Ctrl-C, SIGTERM, --stop-all), 1 when a child
-failed, 2 for bad input (unknown stage, invalid services.toml, busy port, stage already
-running): the convention of argparse and most Unix tools.
+Exit status: 0 after a requested stop (Ctrl-C, SIGTERM, --stop-all) or a restart that
+worked, 1 when a child failed (or did not come back), 2 for bad input (unknown stage,
+invalid services.toml, busy port, stage already running, no such backend running): the
+convention of argparse and most Unix tools.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from common.launch import output, pidfiles, sockets
+from common.launch import output, pidfiles, restart, sockets
 from common.launch.config import REPO_ROOT, LaunchError, load_stage
 from common.launch.stop_all import stop_all
 from common.launch.supervisor import Supervisor
@@ -37,10 +39,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="stop every process recorded under the run dir, launchers first",
     )
+    parser.add_argument(
+        "--restart",
+        metavar="NAME",
+        help="start backend NAME (e.g. users-b) of the running stage again, on its port",
+    )
     args = parser.parse_args(argv)
-    if args.stop_all and args.stage:
-        parser.error("--stop-all takes no stage: it stops every stage under the run dir")
-    if not args.stop_all and not args.stage:
+    if (args.stop_all or args.restart) and args.stage:
+        parser.error("--stop-all and --restart take no stage: they act on what runs")
+    if args.stop_all and args.restart:
+        parser.error("--stop-all or --restart, not both")
+    if not (args.stop_all or args.restart or args.stage):
         parser.error("name a stage to start (e.g. 00_services), or pass --stop-all")
     return args
 
@@ -48,7 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def launch(stage_arg: str, run_dir: Path) -> int:
     try:
         stage = load_stage(stage_arg)
-        launcher_pid_file, notes = pidfiles.claim_stage(run_dir, stage.name)
+        children = [b.name for b in stage.services.backends]
+        launcher_pid_file, notes = pidfiles.claim_stage(run_dir, stage.name, children=children)
     except LaunchError as e:
         output.error(str(e))
         return 2
@@ -69,11 +79,27 @@ def launch(stage_arg: str, run_dir: Path) -> int:
         pidfiles.remove(launcher_pid_file)
 
 
+def restart_backend(name: str, run_dir: Path) -> int:
+    try:
+        answer = restart.request(run_dir, name)
+    except LaunchError as e:
+        output.error(str(e))
+        return 2
+    if not answer.startswith("ok "):
+        output.error(answer)
+        return 1
+    _, pid, url = answer.split()
+    output.info(f"{name} is back on {url} (PID {pid})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         if args.stop_all:
             return stop_all(args.run_dir)
+        if args.restart:
+            return restart_backend(args.restart, args.run_dir)
         return launch(args.stage, args.run_dir)
     except KeyboardInterrupt:
         # Ctrl-C before the supervisor's own handler is installed (or --stop-all):

@@ -78,6 +78,7 @@ class Child:
     process: asyncio.subprocess.Process | None = None
     exited: asyncio.Task[int] | None = None  # completes with the return code
     killed: bool = False  # needed SIGKILL after ignoring SIGTERM
+    reported: bool = False  # its unrequested exit was reported; the stage went on
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     _pump: asyncio.Task[None] | None = None
 

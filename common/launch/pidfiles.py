@@ -41,6 +41,7 @@ class PidRecord(BaseModel):
     url: str | None
     cmdline: list[str]
     started: float
+    children: list[str] = []  # the launcher's record: the names it starts (make restart)
 
 
 def stage_dir(run_dir: Path, stage: str) -> Path:
@@ -51,8 +52,12 @@ def pid_path(run_dir: Path, stage: str, name: str) -> Path:
     return stage_dir(run_dir, stage) / f"{name}.json"
 
 
-def record_for(pid: int, name: str, url: str | None, cmdline: list[str]) -> PidRecord:
-    return PidRecord(pid=pid, name=name, url=url, cmdline=cmdline, started=time.time())
+def record_for(
+    pid: int, name: str, url: str | None, cmdline: list[str], children: list[str] | None = None
+) -> PidRecord:
+    return PidRecord(
+        pid=pid, name=name, url=url, cmdline=cmdline, started=time.time(), children=children or []
+    )
 
 
 def own_cmdline() -> list[str]:
@@ -128,7 +133,9 @@ def stale_reason(record: PidRecord) -> str | None:
     return None
 
 
-def claim_stage(run_dir: Path, stage: str, url: str | None = None) -> tuple[Path, list[str]]:
+def claim_stage(
+    run_dir: Path, stage: str, url: str | None = None, children: list[str] | None = None
+) -> tuple[Path, list[str]]:
     """Record this launcher as the one running `stage`; return its PID file and notes.
 
     Stale files left by a launcher that was killed with SIGKILL (or a reboot) are removed
@@ -149,7 +156,8 @@ def claim_stage(run_dir: Path, stage: str, url: str | None = None) -> tuple[Path
         notes.append(f"removed stale PID file {path.name}: {reason}")
     path = pid_path(run_dir, stage, LAUNCHER)
     try:
-        write(path, record_for(os.getpid(), LAUNCHER, url, own_cmdline()), exclusive=True)
+        record = record_for(os.getpid(), LAUNCHER, url, own_cmdline(), children)
+        write(path, record, exclusive=True)
     except FileExistsError:
         raise LaunchError(f"{stage} is being started by another launcher right now") from None
     return path, notes

@@ -3,18 +3,22 @@
     start backends -> all healthy? -> start gateway -> healthy? -> print table -> watch
                                                                                   |
     Ctrl-C / SIGTERM ------------------------------------------------------------>+
-    a child exits ---------------------------------> report it ------------------>+
-                                                                                  v
+    the gateway exits -----------------------------> report it ------------------>+
+    a backend exits ---> report it, keep watching the others                      |
+    `make restart NAME=users-b` ---> start that backend again on its port         v
                                   stop gateway (SIGTERM ... SIGKILL), then backends
 
 Dependencies start first and stop last, like systemd's After=/Requires= ordering or
 docker compose's depends_on: the gateway never runs without its backends, and on the way
 down it stops taking requests before the backends behind it disappear.
 
-There are no restarts: a child that dies takes the stage down, loudly, with its last
-lines of output. This is a teaching tool, and a crash hidden by an automatic restart is
-a crash nobody reads. Supervisors for production (systemd Restart=on-failure, Kubernetes
-restartPolicy, supervisord autorestart) restart with a back-off and alert instead.
+A backend that dies is reported, loudly, with its last lines of output, and the rest of
+the stage keeps running: a dead backend is exactly what a gateway with health checks is
+for (stage 03's "Try it" asks you to kill one). Only the gateway dying ends the stage, or,
+in a stage without one, the last backend. Nothing is restarted by itself: a crash hidden
+by an automatic restart is a crash nobody reads. `make restart NAME=...` (restart.py)
+brings a backend back when you say so. Production supervisors (systemd
+Restart=on-failure, Kubernetes restartPolicy) restart with a back-off and alert instead.
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ import socket
 import sys
 from pathlib import Path
 
-from common.launch import output, pidfiles
+from common.launch import output, pidfiles, restart
 from common.launch.children import GATEWAY_STOP_TIMEOUT, STOP_TIMEOUT, Child
-from common.launch.config import REPO_ROOT, Stage
+from common.launch.config import REPO_ROOT, LaunchError, Stage
 from common.launch.health import wait_healthy
+from common.launch.sockets import bind_all
 from common.testing.processes import child_env
 
 # How long a child may take to answer its first health check. Importing FastAPI and
@@ -74,6 +79,7 @@ class Supervisor:
         )
         self.width = max(len(c.name) for c in self.children)
         self._stop_requested = asyncio.Event()
+        self._restart_requested = asyncio.Event()
 
     @property
     def children(self) -> list[Child]:
@@ -86,6 +92,7 @@ class Supervisor:
         # raised wherever the code happens to be (halfway through spawning a child).
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        loop.add_signal_handler(restart.SIGNAL, self._restart_requested.set)
         stop_requested = asyncio.ensure_future(self._stop_requested.wait())
         starting = asyncio.ensure_future(self._start_all())
         failure: Failure | None = None
@@ -155,13 +162,73 @@ class Supervisor:
         return None
 
     async def _watch(self, stop_requested: asyncio.Future[bool]) -> Failure | None:
-        """Wait for a stop request or for any child to exit, whichever comes first."""
-        exits = {child.exited: child for child in self.children if child.exited is not None}
-        done, _ = await asyncio.wait({stop_requested, *exits}, return_when=asyncio.FIRST_COMPLETED)
-        for task, child in exits.items():
-            if task in done:  # nobody asked it to stop, whatever its exit code
-                return child, f"{output.describe_exit(task.result())} while running"
-        return None
+        """Until a stop request or the gateway's exit: report backends that exit, restart
+        the ones `make restart` asks for. A failure that ends the stage is returned."""
+        while True:
+            exits = {
+                child.exited: child
+                for child in self.children
+                if child.exited is not None and not child.reported
+            }
+            restarts = asyncio.ensure_future(self._restart_requested.wait())
+            try:
+                done, _ = await asyncio.wait(
+                    {stop_requested, restarts, *exits}, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                restarts.cancel()
+            if stop_requested in done:
+                return None
+            for task, child in exits.items():
+                if task not in done:
+                    continue
+                reason = f"{output.describe_exit(task.result())} while running"
+                if child is self.gateway or not self._still_running():
+                    return child, reason  # nobody asked it to stop: the stage ends
+                await self._report_exit(child, reason)
+            if self._restart_requested.is_set():
+                self._restart_requested.clear()
+                for name in restart.pending(self._stage_run_dir):
+                    restart.answer(self._stage_run_dir, name, await self._restart(name))
+
+    def _still_running(self) -> bool:
+        return any(c.exited is not None and not c.exited.done() for c in self.children)
+
+    async def _report_exit(self, child: Child, reason: str) -> None:
+        child.reported = True
+        await child.drain_output()
+        output.failure(child.name, child.colour, reason, child.tail)
+        output.info(f"the others keep running; `make restart NAME={child.name}` starts it again")
+        pidfiles.remove(self._pid_path(child))
+
+    async def _restart(self, name: str) -> str:
+        """Start backend `name` again on its port (stopping it first if it runs): the
+        answer for the `make restart` that asked, "ok ..." or why not."""
+        index = next((i for i, c in enumerate(self.backends) if c.name == name), None)
+        if index is None:
+            known = ", ".join(c.name for c in self.backends) or "none"
+            return f"{name} is not a backend of {self.stage.name} (backends: {known})"
+        old = self.backends[index]
+        if old.exited is not None and not old.exited.done():
+            output.info(f"restarting {name}: stopping it first")
+            await old.stop(STOP_TIMEOUT)
+        try:
+            sock = bind_all([(name, old.port)])[name]
+        except LaunchError as e:
+            return str(e)
+        new = Child(old.name, old.argv, old.cwd, sock, old.health_path, old.colour)
+        self.backends[index] = new
+        try:
+            cmdline = await new.start(self.env, self._relay_line)
+        except OSError as e:
+            return f"{name} could not be started: {e}"
+        pidfiles.write(self._pid_path(new), pidfiles.record_for(new.pid, name, new.url, cmdline))
+        failure = await self._wait_healthy([new])
+        if failure is not None:
+            await self._report_exit(new, failure[1])
+            return f"{name} did not come back: {failure[1]}"
+        output.info(f"{name} is back on {new.url} (PID {new.pid})")
+        return f"ok {new.pid} {new.url}"
 
     async def _stop_everything(self, failed: Child | None) -> None:
         """The gateway first, so no request is sent to a backend that is going away;
@@ -174,7 +241,7 @@ class Supervisor:
             started = [c for c in group if c.process is not None]
             codes = await asyncio.gather(*(c.stop(timeout) for c in started))
             for child, code in zip(started, codes, strict=True):
-                if child is not failed:
+                if child is not failed and not child.reported:
                     output.stopped(child.name, child.colour, code, child.killed)
                 pidfiles.remove(self._pid_path(child))
 
@@ -187,3 +254,7 @@ class Supervisor:
 
     def _pid_path(self, child: Child) -> Path:
         return pidfiles.pid_path(self.run_dir, self.stage.name, child.name)
+
+    @property
+    def _stage_run_dir(self) -> Path:
+        return pidfiles.stage_dir(self.run_dir, self.stage.name)

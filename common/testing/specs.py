@@ -31,6 +31,7 @@ class RouteSpec:
     upstream: str
     strip_prefix: bool = False
     preserve_host: bool = False
+    encoded_slash: str = "reject"  # stage 02 on: "keep" takes %2F in its paths as data
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class PathRoute:
     upstream: str
     methods: tuple[str, ...] | None = None
     rewrite: str | None = None
+    encoded_slash: str = "reject"  # "keep": %2F in this route's paths is data
 
 
 @dataclass(frozen=True)
@@ -107,4 +109,6 @@ class GatewaySpec:
     connect_timeout: float = 2.0
     read_timeout: float = 30.0
     shutdown_timeout: float = 10.0
+    header_timeout: float = 10.0  # a client's request head must arrive within this
+    max_header_bytes: int = 32 * 1024  # the request's header fields together; more: 431
     access_log: bool = False

@@ -334,19 +334,92 @@ STAND_IN_GATEWAY = textwrap.dedent(
 # --- Children that fail ----------------------------------------------------------------
 
 
-def test_a_child_that_dies_stops_the_others(tmp_path, launch) -> None:
+def test_a_backend_that_dies_is_reported_and_the_others_keep_running(tmp_path, launch) -> None:
     stage = make_stage(tmp_path, "20_crash", backends_toml(("users", "a", 0), ("users", "b", 0)))
     launcher = launch(stage, "--run-dir", tmp_path / "run")
     records = launcher.wait_ready("20_crash", ["users-a", "users-b"])
 
     os.kill(records["users-b"]["pid"], signal.SIGKILL)
 
-    assert launcher.wait() == 1, launcher.output
+    poll(lambda: "make restart NAME=users-b" in launcher.output, what="the report")
     assert "users-b was killed by SIGKILL while running" in launcher.output
+    assert launcher.popen.poll() is None  # the stage goes on
+    assert health(records["users-a"]["url"])[0] == 200
+    assert "users-b" not in launcher.records("20_crash")  # its PID file went with it
+
+    launcher.popen.terminate()
+    assert launcher.wait() == 0, launcher.output
     assert "users-a stopped" in launcher.output
-    assert not running(records["users-a"])
+    assert not processes_with(launcher.marker)
+
+
+def test_restart_brings_a_dead_backend_back_on_its_port(tmp_path, launch) -> None:
+    stage = make_stage(tmp_path, "22_again", backends_toml(("users", "a", 0), ("users", "b", 0)))
+    launcher = launch(stage, "--run-dir", tmp_path / "run")
+    records = launcher.wait_ready("22_again", ["users-a", "users-b"])
+    os.kill(records["users-b"]["pid"], signal.SIGKILL)
+    poll(lambda: "make restart NAME=users-b" in launcher.output, what="the report")
+
+    result = run_launcher(tmp_path, "--restart", "users-b", "--run-dir", tmp_path / "run")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"users-b is back on {records['users-b']['url']}" in result.stdout
+    back = launcher.records("22_again")["users-b"]
+    assert back["url"] == records["users-b"]["url"] and back["pid"] != records["users-b"]["pid"]
+    assert health(back["url"])[0] == 200  # answering, on its old port
+    assert running(back)
+    # A running backend can be restarted too: stopped first, then started again.
+    again = run_launcher(tmp_path, "--restart", "users-b", "--run-dir", tmp_path / "run")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert launcher.records("22_again")["users-b"]["pid"] != back["pid"]
+    launcher.popen.terminate()
+    assert launcher.wait() == 0, launcher.output
+    assert not processes_with(launcher.marker)
+
+
+def test_restart_of_an_unknown_name_says_what_runs(tmp_path, launch) -> None:
+    stage = make_stage(tmp_path, "23_names", backends_toml(("users", "a", 0)))
+    launcher = launch(stage, "--run-dir", tmp_path / "run")
+    launcher.wait_ready("23_names", ["users-a"])
+    result = run_launcher(tmp_path, "--restart", "users-z", "--run-dir", tmp_path / "run")
+    assert result.returncode == 2
+    assert "no running stage has a process named 'users-z'" in result.stderr
+    assert "23_names (users-a)" in result.stderr
+    launcher.popen.terminate()
+    assert launcher.wait() == 0
+
+
+def test_the_gateway_dying_stops_the_stage(tmp_path, launch) -> None:
+    stage = make_stage(
+        tmp_path,
+        "24_gone",
+        backends_toml(("users", "a", 0))
+        + '[gateway]\nport = 0\nconfig = "gateway.toml"\nhealth = "/_gateway/health"\n',
+    )
+    (stage / "gateway.toml").write_text(
+        f'users = "{tmp_path / "run" / "24_gone" / "users-a.json"}"\n'
+    )
+    (stage / "gateway").mkdir()
+    (stage / "gateway" / "__main__.py").write_text(STAND_IN_GATEWAY)
+    launcher = launch(stage, "--run-dir", tmp_path / "run")
+    records = launcher.wait_ready("24_gone", ["users-a", "gateway"])
+
+    os.kill(records["gateway"]["pid"], signal.SIGKILL)
+
+    assert launcher.wait() == 1, launcher.output
+    assert "gateway was killed by SIGKILL while running" in launcher.output
+    assert "users-a stopped" in launcher.output
     assert not processes_with(launcher.marker)
     assert not list((tmp_path / "run").rglob("*.json"))
+
+
+def test_a_stage_without_a_gateway_ends_with_its_last_backend(tmp_path, launch) -> None:
+    stage = make_stage(tmp_path, "25_alone", backends_toml(("users", "a", 0)))
+    launcher = launch(stage, "--run-dir", tmp_path / "run")
+    records = launcher.wait_ready("25_alone", ["users-a"])
+    os.kill(records["users-a"]["pid"], signal.SIGKILL)
+    assert launcher.wait() == 1, launcher.output
+    assert "users-a was killed by SIGKILL while running" in launcher.output
 
 
 def test_a_child_failing_at_start_is_reported_with_its_output(tmp_path, launch) -> None:
