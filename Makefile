@@ -19,7 +19,7 @@ STAGE ?= $(NEWEST_GATEWAY)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test check propagate diff lint services pass-through trie lb restart stop-all bench trie-bench \
-	lb-bench lb-chaos clean
+	lb-bench lb-chaos channelling channelling-bench clean
 
 help: ## list every target (the default)
 	@echo "usage: make <target>   (first use creates .venv and installs requirements.txt)"
@@ -67,6 +67,9 @@ trie: $(STAMP) ## 02: backends + the gateway with the radix-trie router on :8080
 lb: $(STAMP) ## 03: six backends + the gateway with upstream pools on :8080
 	$(PY) -m common.launch 03_load_balancing
 
+channelling: $(STAMP) ## 04: six backends + the gateway with retries, breakers, bulkheads; admin :8081
+	$(PY) -m common.launch 04_req_channelling
+
 restart: $(STAMP) ## start a backend of the running stage again: make restart NAME=users-b
 	@test -n "$(NAME)" || { echo "usage: make restart NAME=users-b"; exit 2; }
 	@$(PY) -m common.launch --restart $(NAME)
@@ -85,6 +88,9 @@ lb-bench: $(STAMP) ## hash ring, strategies vs a slow backend, bounded loads (~2
 
 lb-chaos: $(STAMP) ## kill, slow and break backends on a timeline, watch the gateway (~45 s)
 	$(PY) -m common.lb_chaos $(ARGS)
+
+channelling-bench: $(STAMP) ## 03 vs 04 when upstreams misbehave: retries, storm, breakers, isolation (~2 min; ARGS=--quick)
+	$(PY) -m common.bench.channelling_bench $(ARGS)
 
 clean: ## remove caches and .run/ (keeps .venv)
 	rm -rf .run .pytest_cache .hypothesis .ruff_cache

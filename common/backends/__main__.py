@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         lifespan="off",  # nothing to set up: all state is created by create_app
+        # The sans-I/O implementation of the websockets library: the /ws/echo endpoint.
+        ws="websockets-sansio",
         log_level=args.log_level,
         access_log=args.access_log,
         # Off: with it on, uvicorn would replace the client address with the gateway's

@@ -1,7 +1,8 @@
 """`create_app`: one dummy backend — a service's resources plus the diagnostic endpoints.
 
 Every backend, whatever its service, answers the same diagnostic endpoints (echo,
-stream, bytes, upload, delay, status, cache, whoami, chaos), so any route of a gateway
+stream, bytes, upload, delay, status, cache, whoami, WebSocket echo, SSE ticker, chaos
+and its counters), so any route of a gateway
 can be pointed at any backend in a test. The service decides only the resource:
 /users, /orders or /products. README.md in this folder lists every endpoint.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from common.backends import diagnostics, status, whoami
+from common.backends import channels, diagnostics, status, whoami
 from common.backends.cache import cache_router
 from common.backends.chaos import ChaosMiddleware, ChaosState, chaos_router
 from common.backends.echo import EchoEndpoint
@@ -42,6 +43,7 @@ def create_app(service: str, instance: str, port: int) -> ASGIApp:
     chaos = ChaosState()
     api.include_router(resource_router(service))
     api.include_router(diagnostics.router)
+    api.include_router(channels.router)
     api.include_router(status.router)
     api.include_router(whoami.router)
     api.include_router(cache_router())

@@ -5,12 +5,17 @@ fail with a 5xx some fraction of the time. Each backend process keeps its own se
 changed at runtime with `POST /_chaos` (partial updates), read with `GET /_chaos` and
 reset with `DELETE /_chaos`. Real fault injection (Envoy's fault filter, Toxiproxy, a
 service mesh) works the same way: configured per target, at runtime, without a restart.
+
+The same middleware counts the requests the application answered (`GET /_stats`, reset
+with `DELETE /_stats`): how a test sees how many requests a gateway really sent upstream,
+retries included, and by which method.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
@@ -20,6 +25,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CHAOS_PATH = "/_chaos"
+STATS_PATH = "/_stats"
 HEALTH_PATH = "/health"
 
 
@@ -32,6 +38,12 @@ class ChaosSettings(BaseModel):
     latency_ms: int = Field(0, ge=0, le=60_000)
     failure_status: int = Field(503, ge=500, le=599)
     include_health: bool = False
+    # A long tail: with probability slow_rate a request waits slow_ms more (a p99 of 2 s
+    # is slow_rate 0.02, slow_ms 2000), on top of latency_ms.
+    slow_rate: float = Field(0.0, ge=0.0, le=1.0)
+    slow_ms: int = Field(0, ge=0, le=60_000)
+    # Seconds for a Retry-After header on every chaos failure; None: no header.
+    retry_after: int | None = Field(None, ge=0, le=3600)
 
 
 class ChaosState:
@@ -44,12 +56,14 @@ class ChaosState:
     def __init__(self) -> None:
         self.settings = ChaosSettings()
         self.random = random.Random()
+        self.requests: Counter[str] = Counter()  # by method; /health and the controls aside
 
     def applies_to(self, path: str, settings: ChaosSettings) -> bool:
-        # /_chaos is never disturbed: a test must always be able to switch chaos off.
-        # /health is spared by default so a balancer's health checks can tell "this
-        # backend is flaky" (requests fail) from "this backend is down" (health fails).
-        if path == CHAOS_PATH:
+        # /_chaos and /_stats are never disturbed: a test must always be able to switch
+        # chaos off and read the counters. /health is spared by default so a balancer's
+        # health checks can tell "this backend is flaky" (requests fail) from "this
+        # backend is down" (health fails).
+        if path in (CHAOS_PATH, STATS_PATH):
             return False
         if path == HEALTH_PATH:
             return settings.include_health
@@ -79,6 +93,15 @@ def chaos_router(state: ChaosState) -> APIRouter:
     async def reset_chaos() -> dict[str, Any]:
         state.settings = ChaosSettings()
         return state.settings.model_dump()
+
+    @router.api_route(STATS_PATH, methods=["GET", "HEAD"])
+    async def read_stats() -> dict[str, Any]:
+        return {"requests": sum(state.requests.values()), "by_method": dict(state.requests)}
+
+    @router.delete(STATS_PATH)
+    async def reset_stats() -> dict[str, Any]:
+        state.requests.clear()
+        return {"requests": 0, "by_method": {}}
 
     return router
 
@@ -126,11 +149,17 @@ class ChaosMiddleware:
 
     async def handle(self, scope: Scope, receive: Receive, send_stamped: Send) -> None:
         settings = self.state.settings  # one snapshot for the whole request
-        if self.state.applies_to(scope["path"], settings):
+        path = scope["path"]
+        if path not in (CHAOS_PATH, STATS_PATH, HEALTH_PATH):
+            self.state.requests[scope["method"]] += 1
+        if self.state.applies_to(path, settings):
             # Latency first, then maybe fail: a real overloaded backend is slow *and* then
             # errors, and a gateway's timeout should see both.
-            if settings.latency_ms:
-                await asyncio.sleep(settings.latency_ms / 1000)
+            delay = settings.latency_ms
+            if settings.slow_rate and self.state.random.random() < settings.slow_rate:
+                delay += settings.slow_ms
+            if delay:
+                await asyncio.sleep(delay / 1000)
             if self.state.random.random() < settings.failure_rate:
                 response = JSONResponse(
                     {
@@ -141,6 +170,8 @@ class ChaosMiddleware:
                     },
                     status_code=settings.failure_status,
                 )
+                if settings.retry_after is not None:
+                    response.headers["Retry-After"] = str(settings.retry_after)
                 # The request body is left unread; uvicorn discards it (or closes the
                 # connection), exactly as a real backend that fails early would.
                 await response(scope, receive, send_stamped)

@@ -4,7 +4,9 @@
   buffering the whole response: every chunk carries the backend's monotonic clock.
 - `/bytes/{n}` and `/upload` move large bodies each way; the backend never holds more
   than one piece of them, so the test can measure the *proxy's* memory.
-- `/delay/{ms}` is a slow backend, for timeouts.
+- `/delay/{ms}` is a slow backend, for timeouts. It reports the deadline a gateway sent
+  (`X-Request-Deadline-Ms`, stage 04 on), and with `?honour_deadline=true` it stops
+  working when that deadline passes (504), as a service should: nobody waits any more.
 
 Limits are constants (a real service would read them from configuration) and are
 enforced with FastAPI's own validation, so an out-of-range value is a 422 whose JSON
@@ -34,6 +36,8 @@ STREAM_MIN_SIZE = 64  # a padded chunk still holds its whole "chunk i of n at t"
 STREAM_MAX_SIZE = 1024 * 1024
 BYTES_LIMIT = 1024**3  # 1 GiB
 DELAY_LIMIT_MS = 60_000
+# What a gateway's deadline propagation sends (stage 04): the milliseconds left.
+DEADLINE_HEADER = "x-request-deadline-ms"
 
 router = APIRouter(tags=["diagnostics"])
 
@@ -124,7 +128,19 @@ async def upload(request: Request) -> Response:
 
 
 @router.api_route("/delay/{ms}", methods=ANY_COMMON_METHOD)
-async def delay(ms: Annotated[int, Path(ge=0, le=DELAY_LIMIT_MS)]) -> dict[str, object]:
+async def delay(
+    request: Request,
+    ms: Annotated[int, Path(ge=0, le=DELAY_LIMIT_MS)],
+    honour_deadline: bool = False,
+) -> Response:
     start = time.monotonic()
+    raw = request.headers.get(DEADLINE_HEADER)
+    deadline_ms = int(raw) if raw is not None and raw.isdigit() else None
+    if honour_deadline and deadline_ms is not None and deadline_ms < ms:
+        await asyncio.sleep(deadline_ms / 1000)  # work until nobody waits, not longer
+        slept = round((time.monotonic() - start) * 1000, 3)
+        body = {"detail": "gave up at the caller's deadline", "deadline_ms": deadline_ms}
+        return JSONResponse({**body, "delayed_ms": ms, "slept_ms": slept}, status_code=504)
     await asyncio.sleep(ms / 1000)
-    return {"delayed_ms": ms, "slept_ms": round((time.monotonic() - start) * 1000, 3)}
+    slept = round((time.monotonic() - start) * 1000, 3)
+    return JSONResponse({"delayed_ms": ms, "slept_ms": slept, "deadline_ms": deadline_ms})

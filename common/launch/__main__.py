@@ -17,7 +17,7 @@ from pathlib import Path
 from common.launch import output, pidfiles, restart, sockets
 from common.launch.config import REPO_ROOT, LaunchError, load_stage
 from common.launch.stop_all import stop_all
-from common.launch.supervisor import Supervisor
+from common.launch.supervisor import ADMIN, Supervisor
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -66,8 +66,11 @@ def launch(stage_arg: str, run_dir: Path) -> int:
         output.info(note)
     try:
         wanted = [(b.name, b.port) for b in stage.services.backends]
-        if stage.services.gateway is not None:
-            wanted.append(("gateway", stage.services.gateway.port))
+        gateway = stage.services.gateway
+        if gateway is not None:
+            wanted.append(("gateway", gateway.port))
+            if gateway.admin_port is not None:
+                wanted.append((ADMIN, gateway.admin_port))
         try:
             bound = sockets.bind_all(wanted)  # before any child exists: all or nothing
         except LaunchError as e:

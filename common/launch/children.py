@@ -81,17 +81,28 @@ class Child:
     reported: bool = False  # its unrequested exit was reported; the stage went on
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     _pump: asyncio.Task[None] | None = None
+    # A gateway's admin listener (stage 04 on): a second socket, `--admin-fd N`, where
+    # its health check is asked.
+    admin_sock: socket.socket | None = None
+    admin_port: int = 0
 
     def __post_init__(self) -> None:
         self.port = self.sock.getsockname()[1]
+        if self.admin_sock is not None:
+            self.admin_port = self.admin_sock.getsockname()[1]
 
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
     @property
+    def health_port(self) -> int:
+        return self.admin_port or self.port
+
+    @property
     def cmdline(self) -> list[str]:
-        return [*self.argv, "--fd", str(self.sock.fileno())]
+        admin = [] if self.admin_sock is None else ["--admin-fd", str(self.admin_sock.fileno())]
+        return [*self.argv, "--fd", str(self.sock.fileno()), *admin]
 
     @property
     def pid(self) -> int:
@@ -111,8 +122,8 @@ class Child:
                 # runs unbuffered (child_env), so lines arrive as they are written.
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                # pass_fds keeps exactly this socket open across exec, at the same number.
-                pass_fds=(self.sock.fileno(),),
+                # pass_fds keeps exactly these sockets open across exec, at the same number.
+                pass_fds=tuple(s.fileno() for s in (self.sock, self.admin_sock) if s),
                 # A session (and process group) of its own: Ctrl-C in the terminal sends
                 # SIGINT to the terminal's foreground process group, which then holds only
                 # the launcher (and make). Without this, every child would get SIGINT at
@@ -125,6 +136,8 @@ class Child:
             # The child holds its own copy now. Keeping ours would keep the port bound
             # (and accepting into the backlog) after the child died.
             self.sock.close()
+            if self.admin_sock is not None:
+                self.admin_sock.close()
         self.exited = asyncio.ensure_future(self.process.wait())
         self._pump = asyncio.ensure_future(self._relay_output(on_line))
         return cmdline

@@ -53,6 +53,8 @@ class BackendSpec(_Strict):
 class GatewaySpec(_Strict):
     port: Port
     config: Annotated[str, Field(min_length=1)]
+    # Stage 04 on: the admin listener's port. When there is one, `health` is asked there.
+    admin_port: Port | None = None
     health: Annotated[str, Field(pattern=r"^/")]
 
 
@@ -138,11 +140,14 @@ def _check_consistency(shown: str, stage_dir: Path, services: ServicesFile) -> N
         ports.setdefault(backend.port, backend.name)
     gateway = services.gateway
     if gateway is not None:
-        if gateway.port and gateway.port in ports:
-            problems.append(
-                f"{shown}: gateway.port: port {gateway.port} is already used by"
-                f" {ports[gateway.port]}"
-            )
+        for key in ("port", "admin_port"):
+            port = getattr(gateway, key)
+            if port and port in ports:
+                problems.append(
+                    f"{shown}: gateway.{key}: port {port} is already used by {ports[port]}"
+                )
+            if port:
+                ports.setdefault(port, f"gateway.{key}")
         if not (stage_dir / gateway.config).is_file():
             problems.append(
                 f"{shown}: gateway.config: {gateway.config} does not exist in {stage_dir}"

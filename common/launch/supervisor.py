@@ -42,6 +42,7 @@ from common.testing.processes import child_env
 HEALTH_TIMEOUT = 20.0
 
 Failure = tuple[Child, str]  # who, and what happened to it
+ADMIN = "gateway admin"  # the admin listener's socket, in the sockets bound at launch
 
 
 class Supervisor:
@@ -73,6 +74,7 @@ class Supervisor:
                 sock=sockets["gateway"],
                 health_path=gw.health,
                 colour=output.GATEWAY_COLOUR,
+                admin_sock=sockets.get(ADMIN),
             )
             if gw is not None
             else None
@@ -145,7 +147,9 @@ class Supervisor:
 
         async def check(child: Child) -> Failure:
             assert child.exited is not None
-            reason = await wait_healthy(child.port, child.health_path, child.exited, HEALTH_TIMEOUT)
+            reason = await wait_healthy(
+                child.health_port, child.health_path, child.exited, HEALTH_TIMEOUT
+            )
             return child, reason
 
         pending = {asyncio.ensure_future(check(child)) for child in group}
@@ -247,6 +251,9 @@ class Supervisor:
 
     def _show_ready(self) -> None:
         rows = [output.Row(c.name, c.colour, c.url, c.pid) for c in self.children]
+        if self.gateway is not None and self.gateway.admin_port:
+            admin = f"http://127.0.0.1:{self.gateway.admin_port}"
+            rows.append(output.Row("gateway admin", output.GATEWAY_COLOUR, admin, self.gateway.pid))
         output.ready(self.stage.name, rows, str(pidfiles.stage_dir(self.run_dir, self.stage.name)))
 
     def _relay_line(self, child: Child, line: str) -> None:

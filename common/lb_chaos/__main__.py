@@ -116,7 +116,9 @@ class Chaos:
         self.recorder = recorder = observe.Recorder()
         tasks = [
             asyncio.create_task(observe.drive_load(self.gateway.url + "/users/1", recorder, stop)),
-            asyncio.create_task(observe.poll_states(self.gateway.url, names, recorder, stop)),
+            asyncio.create_task(
+                observe.poll_states(observe.upstreams_url(self.gateway), names, recorder, stop)
+            ),
         ]
         live = None if self.plain else Live(console=self.console, auto_refresh=False)
         try:

@@ -2,8 +2,10 @@
 
 Two sources, kept apart on purpose. The client side (`Recorder.request`) is what users
 saw: which backend answered (X-Served-By) and whether it was a 200. The gateway side
-(`Recorder.states`, polled from /_gateway/upstreams) is what the balancer believed:
-healthy, unhealthy (failed active checks) or ejected (failed requests). "Time to eject"
+(`Recorder.states`, polled from the upstream view: /_gateway/upstreams on the public port
+until stage 03, /upstreams on the admin listener from stage 04 on) is what the balancer
+believed: healthy, unhealthy (failed active checks) or ejected (failed requests; stage
+04: its circuit breaker is open or half-open). "Time to eject"
 is from a fault to the gateway's first non-healthy verdict on that backend; "time to
 recover" is from the heal to its first successful answer through the gateway.
 """
@@ -17,7 +19,10 @@ from dataclasses import dataclass, field
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector
 
-UPSTREAMS_PATH = "/_gateway/upstreams"
+from common.testing.processes import Proc
+
+UPSTREAMS_PATH = "/_gateway/upstreams"  # stages 03 and before, on the public port
+ADMIN_UPSTREAMS_PATH = "/upstreams"  # stage 04 on, on the admin listener
 WINDOW = 2.0  # seconds of requests behind the live view's "share" column
 
 
@@ -106,14 +111,21 @@ async def drive_load(
         await asyncio.gather(*(worker(i * interval / workers) for i in range(workers)))
 
 
+def upstreams_url(gateway: Proc) -> str:
+    """Where `gateway` shows its upstream view: its admin listener, if it has one."""
+    if gateway.admin_port is not None:
+        return gateway.admin_url + ADMIN_UPSTREAMS_PATH
+    return gateway.url + UPSTREAMS_PATH
+
+
 async def poll_states(
-    gateway_url: str, names: dict[str, str], recorder: Recorder, stop: asyncio.Event
+    view_url: str, names: dict[str, str], recorder: Recorder, stop: asyncio.Event
 ) -> None:
-    """Read /_gateway/upstreams every 100 ms; `names` maps target URL -> backend name."""
+    """Read the upstream view every 100 ms; `names` maps target URL -> backend name."""
     async with ClientSession(timeout=ClientTimeout(total=2)) as session:
         while not stop.is_set():
             try:
-                async with session.get(gateway_url + UPSTREAMS_PATH) as response:
+                async with session.get(view_url) as response:
                     body = await response.json()
                 for pool in body["upstreams"].values():
                     for target in pool["targets"]:

@@ -14,7 +14,9 @@ from common.bench.lb_report import bar
 from common.lb_chaos.observe import WINDOW, Recorder
 from common.lb_chaos.timeline import BACKENDS, Timeline, phases
 
-STATE_STYLE = {"healthy": "green", "unhealthy": "red", "ejected": "yellow"}
+# "ejected" is stage 03's passive verdict; stage 04's circuit breaker says open or half-open.
+STATE_STYLE = {"healthy": "green", "unhealthy": "red", "ejected": "yellow", "open": "yellow",
+               "half-open": "cyan"}  # fmt: skip
 
 
 def live(recorder: Recorder, timeline: Timeline, phase: str) -> RenderableType:
@@ -144,7 +146,7 @@ def summary_table(summary: Summary) -> Table:
 
 NOTES = (
     "time to eject: from the fault to the gateway's first non-healthy verdict on that backend"
-    " (/_gateway/upstreams). time to recover: from the heal to the backend being healthy again"
+    " (its upstream view). time to recover: from the heal to the backend being healthy again"
     " and answering through the gateway. share: the backend's share of the answers in the"
     " phase before vs during its fault. A slow backend is not ejected: it still answers;"
     " the strategy (P2C) sends it less."

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import tempfile
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,8 +29,11 @@ def start_gateway(
     """Write `config_text` to a file and run `python -m gateway --config <file> --fd N ...`.
 
     The gateway runs from `stage_dir`, so `import gateway` finds that stage's package;
-    its log goes to `tmp_path`, and a failed start raises with the log's last lines.
+    its log goes to `tmp_path`, and a failed start raises with the log's last lines. A
+    stage whose services.toml gives the gateway an `admin_port` (stage 04 on) gets an
+    admin socket too, and its health check is asked there (`Proc.admin_url`).
     """
+    has_admin, health = gateway_health(stage_dir)
     # A fresh file per gateway: a test may start several in one tmp_path.
     with tempfile.NamedTemporaryFile(
         "w", encoding="utf-8", prefix="gateway-", suffix=".toml", dir=tmp_path, delete=False
@@ -40,10 +44,21 @@ def start_gateway(
         f"gateway-{stage_dir.name}",
         [sys.executable, "-m", "gateway", "--config", str(config), *args],
         cwd=stage_dir,
-        health_path=HEALTH_PATH,
+        health_path=health,
         log_dir=tmp_path,
         wait=wait,
+        admin=has_admin,
     )
+
+
+def gateway_health(stage_dir: Path) -> tuple[bool, str]:
+    """(does the stage's gateway have an admin listener, its health path), as the stage's
+    services.toml says: what `make <stage>` waits for is what a test waits for."""
+    services = stage_dir / "services.toml"
+    if not services.is_file():
+        return False, HEALTH_PATH
+    gateway = tomllib.loads(services.read_text(encoding="utf-8")).get("gateway", {})
+    return "admin_port" in gateway, gateway.get("health", HEALTH_PATH)
 
 
 def stage_render(stage_dir: Path) -> Render:

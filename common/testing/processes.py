@@ -51,7 +51,11 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 @dataclass
 class Proc:
-    """A child process listening on `port`; `url` is its base URL."""
+    """A child process listening on `port`; `url` is its base URL.
+
+    `admin_port` (stage 04 on, a gateway's admin listener): where its health check and
+    its own endpoints answer; None for everything else.
+    """
 
     name: str
     port: int
@@ -59,10 +63,21 @@ class Proc:
     log_path: Path
     health_path: str = "/health"
     _log_file: object = field(default=None, repr=False)
+    admin_port: int | None = None
 
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        assert self.admin_port is not None, f"{self.name} has no admin listener"
+        return f"http://{HOST}:{self.admin_port}"
+
+    @property
+    def health_url(self) -> str:
+        port = self.port if self.admin_port is None else self.admin_port
+        return f"http://{HOST}:{port}{self.health_path}"
 
     @property
     def pid(self) -> int:
@@ -104,30 +119,41 @@ def spawn(
     wait: bool = True,
     timeout: float = 20.0,
     log_dir: Path | None = None,
+    admin: bool = False,
 ) -> Proc:
     """Run `argv + ["--fd", N]` with a fresh listening socket, wait for its health check.
 
-    `argv` must accept `--fd N` (inherit a listening socket). On a failed start the child
-    is stopped and the error carries the last lines of its log.
+    `argv` must accept `--fd N` (inherit a listening socket); with `admin`, also
+    `--admin-fd M`, a second socket, where the health check is asked. On a failed start
+    the child is stopped and the error carries the last lines of its log.
     """
     sock = listening_socket()
     port = sock.getsockname()[1]
+    extra: list[str] = []
+    socks = [sock]
+    admin_port = None
+    if admin:
+        admin_sock = listening_socket()
+        socks.append(admin_sock)
+        admin_port = admin_sock.getsockname()[1]
+        extra = ["--admin-fd", str(admin_sock.fileno())]
     log_dir = log_dir or Path(tempfile.gettempdir())
     log_path = log_dir / f"{name.replace('/', '_')}-{port}.log"
     log_file = open(log_path, "wb")  # noqa: SIM115 - closed by Proc.stop
     try:
         popen = subprocess.Popen(
-            [*argv, "--fd", str(sock.fileno())],
+            [*argv, "--fd", str(sock.fileno()), *extra],
             cwd=cwd,
             env=child_env(env),
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            pass_fds=(sock.fileno(),),
+            pass_fds=tuple(s.fileno() for s in socks),
         )
     finally:
-        sock.close()  # the child holds its own copy of the listening socket
-    proc = Proc(name, port, popen, log_path, health_path, log_file)
+        for s in socks:
+            s.close()  # the child holds its own copies of the listening sockets
+    proc = Proc(name, port, popen, log_path, health_path, log_file, admin_port)
     if wait:
         try:
             wait_healthy(proc, timeout)
@@ -140,7 +166,7 @@ def spawn(
 def wait_healthy(proc: Proc, timeout: float = 20.0) -> None:
     """Poll the child's health URL until it answers 200; fail fast if the child exits."""
     deadline = time.monotonic() + timeout
-    url = proc.url + proc.health_path
+    url = proc.health_url
     delay = 0.01
     while True:
         if not proc.alive():

@@ -24,6 +24,24 @@ class Unsupported(ValueError):
 
 
 @dataclass(frozen=True)
+class ChannelSpec:
+    """The way to the upstream under pressure (stage 04 on): tries, time limits, hedging.
+
+    On `GatewaySpec.channel` it is every route's default; on a route, its own. The
+    defaults mean what stages 01-03 do: one try, no per-try limit, no overall deadline.
+    """
+
+    attempts: int = 1  # tries in all: 1 never retries
+    retry_on: tuple[str, ...] | None = None  # None: the stage's default conditions
+    try_timeout: float | None = None  # one try, until its response head
+    deadline: float | None = None  # every try and backoff together
+    backoff_base: float | None = None  # None: the stage's default (25 ms)
+    hedge_after: float | str | None = None  # seconds or "p95"; None: no hedging
+    websocket: bool = False  # take WebSocket upgrades on this route
+    websocket_idle: float | None = None
+
+
+@dataclass(frozen=True)
 class RouteSpec:
     """Requests under `prefix` go to `upstream`: a base URL, or (stage 03 on) a pool's name."""
 
@@ -32,6 +50,7 @@ class RouteSpec:
     strip_prefix: bool = False
     preserve_host: bool = False
     encoded_slash: str = "reject"  # stage 02 on: "keep" takes %2F in its paths as data
+    channel: ChannelSpec | None = None  # stage 04 on; None: GatewaySpec.channel
 
 
 @dataclass(frozen=True)
@@ -50,6 +69,7 @@ class PathRoute:
     methods: tuple[str, ...] | None = None
     rewrite: str | None = None
     encoded_slash: str = "reject"  # "keep": %2F in this route's paths is data
+    channel: ChannelSpec | None = None  # stage 04 on; None: GatewaySpec.channel
 
 
 @dataclass(frozen=True)
@@ -61,8 +81,10 @@ class TargetSpec:
 @dataclass(frozen=True)
 class HealthSpec:
     """Active checks (probe `path` every `interval`) and passive ones (eject after
-    `consecutive_failures` failed requests). Tests use short times so that ejection and
-    recovery happen within a second or two."""
+    `consecutive_failures` failed requests, for `base_ejection_time`, growing). Tests use
+    short times so that ejection and recovery happen within a second or two. Stage 04
+    folds passive checks into its circuit breaker: ejected is open there, and its error
+    rate trigger is `PoolSpec.failure_rate` (off by default, as stage 03 had none)."""
 
     active: bool = True
     path: str = "/health"
@@ -77,6 +99,15 @@ class HealthSpec:
 
 
 @dataclass(frozen=True)
+class BulkheadSpec:
+    """How much of the gateway one pool may take (stage 04 on)."""
+
+    max_concurrent: int = 256
+    max_queue: int = 128
+    queue_timeout: float = 1.0
+
+
+@dataclass(frozen=True)
 class PoolSpec:
     """One upstream pool (stage 03 on). `strategy` is round_robin, weighted_round_robin,
     least_connections or consistent_hash; the other settings belong to one of them."""
@@ -88,6 +119,10 @@ class PoolSpec:
     bounded_load: float | None = None  # consistent_hash
     choices: int | None = None  # least_connections: 2 = power of two choices
     health: HealthSpec = field(default_factory=HealthSpec)
+    bulkhead: BulkheadSpec = field(default_factory=BulkheadSpec)  # stage 04 on
+    failure_rate: float = 0.0  # stage 04 on: a breaker opens at this share of failures...
+    failure_window: float = 10.0  # ...over this many seconds...
+    failure_min_requests: int = 20  # ...once it saw at least this many requests
 
 
 def targets(*urls: str, weights: tuple[int, ...] | None = None) -> tuple[TargetSpec, ...]:
@@ -112,3 +147,6 @@ class GatewaySpec:
     header_timeout: float = 10.0  # a client's request head must arrive within this
     max_header_bytes: int = 32 * 1024  # the request's header fields together; more: 431
     access_log: bool = False
+    channel: ChannelSpec = field(default_factory=ChannelSpec)  # stage 04 on: route defaults
+    max_in_flight: int = 1024  # stage 04 on: requests in flight; past it, 503
+    retry_budget: tuple[float, int] = (0.2, 3)  # stage 04 on: (ratio, min_retries)

@@ -4,7 +4,9 @@
 and its gateway on 8080 with the stage's own gateway.toml. A test must never take those
 ports (a reader's `make lb` may hold them), so `running_stage` starts the same backends on
 ephemeral ports and the same gateway.toml with every `http://127.0.0.1:<fixed port>`
-swapped for the backend that stands in for it. What the reader runs is what is tested.
+swapped for the backend that stands in for it. What the reader runs is what is tested. A
+fixed port that no backend of services.toml stands behind (stage 04's deliberately dead
+target, :9009) becomes a port where connecting is refused, as it is for the reader.
 
 `demo_cases(path)` turns a demo.http into pytest parameters, one per request, so a
 request that answers the wrong status fails as itself: `test_demo_request[23. ...]`.
@@ -22,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from common.contracts.upstreams import refused_port
 from common.demo import DemoResult, load_demo, run_demo
 from common.testing.gateway import start_gateway
 from common.testing.processes import Proc, start_backend, wait_healthy
@@ -34,14 +37,19 @@ class RunningStage:
     services: dict[str, Any]  # services.toml, parsed
 
     def run_demo(self, demo: Path) -> dict[int, DemoResult]:
-        """Every request of `demo` against this stage, in order; keyed by its number."""
-        return {r.request.number: r for r in run_demo(demo, {"gateway": self.gateway.url})}
+        """Every request of `demo` against this stage, in order; keyed by its number.
+        `{{gateway}}` is the public port, `{{admin}}` (stage 04 on) the admin listener."""
+        where = {"gateway": self.gateway.url}
+        if self.gateway.admin_port is not None:
+            where["admin"] = self.gateway.admin_url
+        return {r.request.number: r for r in run_demo(demo, where)}
 
 
 @contextlib.contextmanager
 def running_stage(stage_dir: Path, tmp_path: Path) -> Iterator[RunningStage]:
     services = tomllib.loads((stage_dir / "services.toml").read_text(encoding="utf-8"))
     started: list[Proc] = []
+    refused = contextlib.ExitStack()
     try:
         by_port: dict[int, Proc] = {}
         backends: dict[str, Proc] = {}
@@ -54,9 +62,17 @@ def running_stage(stage_dir: Path, tmp_path: Path) -> Iterator[RunningStage]:
             by_port[backend["port"]] = backends[name] = proc
         for proc in started:
             wait_healthy(proc)
+
+        def stand_in(match: re.Match[str]) -> str:
+            port = int(match.group(1))
+            if port not in by_port:  # a dead target: one refusing stand-in per fixed port
+                dead = refused.enter_context(refused_port())
+                by_port[port] = Proc(f"refused-{port}", dead, None, Path(), "")  # type: ignore[arg-type]
+            return by_port[port].url
+
         config = re.sub(
             r"http://127\.0\.0\.1:(\d+)(?!\d)",
-            lambda m: by_port[int(m.group(1))].url,
+            stand_in,
             (stage_dir / services["gateway"]["config"]).read_text(encoding="utf-8"),
         )
         gateway = start_gateway(stage_dir, config, tmp_path)
@@ -65,6 +81,7 @@ def running_stage(stage_dir: Path, tmp_path: Path) -> Iterator[RunningStage]:
     finally:
         for proc in reversed(started):
             proc.stop()
+        refused.close()
 
 
 def demo_cases(demo: Path) -> list[Any]:

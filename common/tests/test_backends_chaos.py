@@ -12,7 +12,15 @@ import pytest
 
 from common.testing.processes import Proc, start_backend
 
-DEFAULTS = {"failure_rate": 0.0, "latency_ms": 0, "failure_status": 503, "include_health": False}
+DEFAULTS = {
+    "failure_rate": 0.0,
+    "latency_ms": 0,
+    "failure_status": 503,
+    "include_health": False,
+    "slow_rate": 0.0,
+    "slow_ms": 0,
+    "retry_after": None,
+}
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +128,38 @@ async def test_invalid_settings_are_a_422_and_change_nothing(
     assert errors[0]["loc"] == ["body", next(iter(bad))]
     async with client_session.get(backend.url + "/_chaos") as resp:
         assert await resp.json() == DEFAULTS | {"latency_ms": 5}
+
+
+async def test_a_slow_rate_delays_that_share_of_requests(
+    backend: Proc, client_session: aiohttp.ClientSession
+) -> None:
+    await set_chaos(client_session, backend, slow_rate=1.0, slow_ms=300)
+    started = time.monotonic()
+    assert await status_of(client_session, backend.url + "/echo/slow") == 200
+    assert time.monotonic() - started >= 0.3
+    await set_chaos(client_session, backend, slow_rate=0.0)
+    started = time.monotonic()
+    assert await status_of(client_session, backend.url + "/echo/fast") == 200
+    assert time.monotonic() - started < 0.3
+
+
+async def test_a_failure_can_say_when_to_retry(
+    backend: Proc, client_session: aiohttp.ClientSession
+) -> None:
+    await set_chaos(client_session, backend, failure_rate=1.0, retry_after=2)
+    async with client_session.get(backend.url + "/echo/x") as resp:
+        assert resp.status == 503 and resp.headers["Retry-After"] == "2"
+
+
+async def test_stats_count_the_requests_answered_by_method(
+    backend: Proc, client_session: aiohttp.ClientSession
+) -> None:
+    async with client_session.delete(backend.url + "/_stats") as resp:
+        assert resp.status == 200
+    await set_chaos(client_session, backend, failure_rate=1.0)  # failures count too
+    for method in ("GET", "GET", "POST"):
+        async with client_session.request(method, backend.url + "/echo/n") as resp:
+            await resp.read()
+    await status_of(client_session, backend.url + "/health")  # not counted
+    async with client_session.get(backend.url + "/_stats") as resp:
+        assert await resp.json() == {"requests": 3, "by_method": {"GET": 2, "POST": 1}}
