@@ -4,7 +4,9 @@
   text or binary message. A few text commands make it misbehave on purpose, so a test
   can check what a proxy passes through: `close:<code>[:<reason>]` closes with that code,
   `flood:<count>:<bytes>` sends that many binary messages as fast as the socket takes
-  them (a slow reader at the other end must slow it down, not fill a proxy's memory).
+  them (a slow reader at the other end must slow it down, not fill a proxy's memory),
+  and `last-close` answers `{"code": ..., "reason": ...}`: how the last connection that
+  the *client* closed was closed, so a test can see which close code a proxy passed on.
   Pings are answered by the server itself (RFC 6455 §5.5.2).
 - `/sse/ticker?count=N&interval_ms=M` is a `text/event-stream` of N events, the first at
   once and one every M ms after it, each stamped with the backend's monotonic clock:
@@ -29,6 +31,9 @@ TICKER_MAX_INTERVAL_MS = 60_000
 
 router = APIRouter(tags=["channels"])
 
+# The close code and reason of the last connection the client end closed (this process).
+last_close: dict[str, object] = {"code": None, "reason": None}
+
 
 @router.websocket("/ws/echo")
 async def ws_echo(websocket: WebSocket) -> None:
@@ -38,6 +43,7 @@ async def ws_echo(websocket: WebSocket) -> None:
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
+                last_close.update(code=message.get("code"), reason=message.get("reason"))
                 return
             text = message.get("text")
             if text is None:
@@ -46,6 +52,8 @@ async def ws_echo(websocket: WebSocket) -> None:
                 _, code, *reason = text.split(":", 2)
                 await websocket.close(code=int(code), reason=reason[0] if reason else None)
                 return
+            elif text == "last-close":
+                await websocket.send_text(json.dumps(last_close))
             elif text.startswith("flood:"):
                 _, count, size = text.split(":")
                 payload = b"x" * min(int(size), FLOOD_MAX_BYTES)

@@ -21,8 +21,8 @@ gateway, requests on the wire, and the admin listener's JSON for what the gatewa
 - bulkheads and load shedding: a full upstream answers 503 with Retry-After and leaves
   the other upstreams alone; past the gateway's in-flight cap, 503 at once;
 - hedging: a slow first try is overtaken by a second one elsewhere;
-- channels: WebSocket both ways (subprotocol, text, binary, 1 MiB, ping/pong, close
-  codes, idle timeout, backpressure) and Server-Sent Events unbuffered and uncut;
+- channels: WebSocket both ways (subprotocol, text, binary, fragmented, 1 MiB, ping/pong,
+  close codes either way, idle timeout, backpressure) and Server-Sent Events unbuffered and uncut;
 - the admin listener: the gateway's own endpoints are there, never on the public port.
 
 Run against stage 03 it fails: 03 has no admin listener, and renders no channel at all.
@@ -31,8 +31,11 @@ Run against stage 03 it fails: 03 has no admin listener, and renders no channel 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
+import os
+import socket
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -230,6 +233,7 @@ def channel_gateway(
                 strip_prefix=True,
                 channel=ChannelSpec(attempts=1, websocket=True, websocket_idle=0.5),
             ),
+            RouteSpec("/solows", "solo", strip_prefix=True, channel=ChannelSpec(1, websocket=True)),
             RouteSpec("/plain", "pair", strip_prefix=True, channel=once),  # no WebSocket
             RouteSpec("/sse", "pair", channel=ChannelSpec(attempts=1, try_timeout=0.3)),
         ]
@@ -499,6 +503,73 @@ def test_websocket_close_codes_pass_through(channel_gateway: Proc) -> None:
                 assert (message.data, message.extra) == (4001, "going home")
 
     run(scenario())
+
+
+def test_a_client_close_code_reaches_the_upstream(channel_gateway: Proc) -> None:
+    async def scenario() -> dict[str, Any]:
+        async with aiohttp.ClientSession() as session:
+            url = ws_url(channel_gateway, "/solows/ws/echo")  # one target: a
+            async with session.ws_connect(url) as ws:
+                await ws.close(code=4003, message=b"client done")
+            deadline = time.monotonic() + 5
+            async with session.ws_connect(url) as ws:
+                while True:  # until the upstream has handled that close (a state, polled)
+                    await ws.send_str("last-close")  # the upstream says what it was sent
+                    seen = json.loads(await ws.receive_str())
+                    if seen["code"] == 4003 or time.monotonic() > deadline:
+                        return seen
+
+    assert run(scenario()) == {"code": 4003, "reason": "client done"}
+
+
+def test_a_fragmented_message_arrives_whole(channel_gateway: Proc) -> None:
+    """Raw frames, since no client library sends fragments on request: "frag" (FIN=0),
+    then "mented" (a continuation, FIN=1). The gateway relays messages, so the upstream,
+    and the echo back, see one text message (RFC 6455 §5.4 lets an intermediary do that)."""
+    with raw_websocket(channel_gateway.port, "/ws/echo") as sock:
+        sock.sendall(client_frame(0x1, b"frag", fin=False) + client_frame(0x0, b"mented"))
+        opcode, payload = read_frame(sock)
+    assert (opcode, payload) == (0x1, b"fragmented")
+
+
+@contextlib.contextmanager
+def raw_websocket(port: int, path: str) -> Iterator[socket.socket]:
+    key = base64.b64encode(os.urandom(16)).decode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            assert chunk, f"closed during the handshake: {head!r}"
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 101"), head
+        yield sock
+
+
+def client_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
+    """One masked client frame (RFC 6455 §5.2), payload under 126 bytes."""
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + mask + masked
+
+
+def read_frame(sock: socket.socket) -> tuple[int, bytes]:
+    """One unmasked server frame, payload under 126 bytes: (opcode, payload)."""
+    first, second = _read_exactly(sock, 2)
+    return first & 0x0F, _read_exactly(sock, second & 0x7F)
+
+
+def _read_exactly(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        assert chunk, "the connection closed mid-frame"
+        data += chunk
+    return data
 
 
 def test_an_idle_websocket_is_closed_with_1001(channel_gateway: Proc) -> None:

@@ -27,7 +27,7 @@ import pytest
 from common.contracts.upstreams import refused_port
 from common.demo import DemoResult, load_demo, run_demo
 from common.testing.gateway import start_gateway
-from common.testing.processes import Proc, start_backend, wait_healthy
+from common.testing.processes import HOST, Proc, start_backend, wait_healthy
 
 
 @dataclass
@@ -51,7 +51,7 @@ def running_stage(stage_dir: Path, tmp_path: Path) -> Iterator[RunningStage]:
     started: list[Proc] = []
     refused = contextlib.ExitStack()
     try:
-        by_port: dict[int, Proc] = {}
+        by_port: dict[int, str] = {}  # fixed port in services.toml -> its stand-in's URL
         backends: dict[str, Proc] = {}
         for backend in services["backends"]:  # side by side: each FastAPI import is slow
             name = f"{backend['service']}-{backend['instance']}"
@@ -59,16 +59,16 @@ def running_stage(stage_dir: Path, tmp_path: Path) -> Iterator[RunningStage]:
                 backend["service"], backend["instance"], log_dir=tmp_path, wait=False
             )
             started.append(proc)
-            by_port[backend["port"]] = backends[name] = proc
+            backends[name] = proc
+            by_port[backend["port"]] = proc.url
         for proc in started:
             wait_healthy(proc)
 
         def stand_in(match: re.Match[str]) -> str:
             port = int(match.group(1))
             if port not in by_port:  # a dead target: one refusing stand-in per fixed port
-                dead = refused.enter_context(refused_port())
-                by_port[port] = Proc(f"refused-{port}", dead, None, Path(), "")  # type: ignore[arg-type]
-            return by_port[port].url
+                by_port[port] = f"http://{HOST}:{refused.enter_context(refused_port())}"
+            return by_port[port]
 
         config = re.sub(
             r"http://127\.0\.0\.1:(\d+)(?!\d)",

@@ -34,6 +34,22 @@ async def test_ws_echo_closes_with_the_code_it_is_asked_for(
         assert (message.data, message.extra) == (4321, "bye")
 
 
+async def test_ws_echo_remembers_how_the_client_closed_the_last_connection(
+    users_backend: Proc, client_session: aiohttp.ClientSession
+) -> None:
+    url = users_backend.url + "/ws/echo"
+    async with client_session.ws_connect(url) as ws:
+        await ws.close(code=4002, message=b"done here")
+    deadline = time.monotonic() + 5
+    async with client_session.ws_connect(url) as ws:
+        while True:  # until the first close is handled (earlier tests closed others)
+            await ws.send_str("last-close")
+            seen = json.loads((await ws.receive()).data)
+            if seen["code"] == 4002 or time.monotonic() > deadline:
+                break
+    assert seen == {"code": 4002, "reason": "done here"}
+
+
 async def test_ws_echo_floods_on_request(
     users_backend: Proc, client_session: aiohttp.ClientSession
 ) -> None:
