@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from common.redisserver import RedisServer, start_redis
 from common.testing.processes import Proc, start_backend
 
 
@@ -30,3 +31,10 @@ def users_backend(tmp_path_factory) -> Iterator[Proc]:  # type: ignore[no-untype
     proc = start_backend("users", "a", log_dir=tmp_path_factory.mktemp("users"))
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory) -> Iterator[RedisServer]:  # type: ignore[no-untyped-def]
+    """A private Redis (or Valkey) server for a test module (common/redisserver.py)."""
+    with start_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
