@@ -325,7 +325,7 @@ def test_the_deadline_bounds_every_try_together(channel_gateway: Proc) -> None:
     reply, seconds = timed(lambda: get(channel_gateway, "/deadline/delay/3000"))
     body = problem(reply, 504, "deadline-exceeded")
     assert "deadline" in body["detail"] and "1.2 s" in body["detail"], body
-    assert 1.1 <= seconds < 2.0, seconds
+    assert 1.1 <= seconds < 2.5, seconds
 
 
 def test_a_try_timeout_names_the_try(channel_gateway: Proc) -> None:
@@ -398,7 +398,7 @@ def test_an_open_pool_fails_fast_with_a_503(channel_gateway: Proc) -> None:
     reply, seconds = timed(lambda: get(channel_gateway, "/down/users"))
     body = problem(reply, 503, "no-healthy-upstream")
     assert "open circuit" in body["detail"] and "127.0.0.1" not in body["detail"], body
-    assert seconds < 0.1, seconds
+    assert seconds < 0.5, seconds  # no connect attempt, no backoff: an answer at once
     assert target_states(channel_gateway, "down") == ["open", "open"]
 
 
@@ -625,26 +625,24 @@ def test_server_sent_events_arrive_unbuffered_and_are_not_cut_by_the_try_timeout
 ) -> None:
     """The route's try timeout is 0.3 s; the stream lasts 1.2 s, one event every 0.4 s."""
 
-    async def scenario() -> tuple[float, list[str]]:
+    async def scenario() -> list[float]:
         async with aiohttp.ClientSession() as session:
-            start = time.monotonic()
             async with session.get(
                 f"{channel_gateway.url}/sse/ticker?count=4&interval_ms=400"
             ) as response:
                 assert response.status == 200
                 assert response.headers["Content-Type"].startswith("text/event-stream")
-                first = None
-                events = []
+                arrivals = []
                 async for line in response.content:
                     if line.startswith(b"data:"):
-                        first = first or time.monotonic() - start
-                        events.append(line.decode().strip())
-                assert first is not None
-                return first, events
+                        arrivals.append(time.monotonic())
+                return arrivals
 
-    first, events = run(scenario())
-    assert first < 0.3, first  # the first event came at once, not with the rest
-    assert len(events) == 4, events
+    arrivals = run(scenario())
+    assert len(arrivals) == 4, arrivals  # all of them: 1.2 s of stream, 0.3 s try timeout
+    # Each event came when it was sent, 0.4 s apart, not all together at the end: the
+    # spread between the first and the last is the stream's own 1.2 s (buffered: ~0).
+    assert arrivals[-1] - arrivals[0] >= 0.9, [round(t - arrivals[0], 2) for t in arrivals]
 
 
 # --- the admin listener ---------------------------------------------------------------
