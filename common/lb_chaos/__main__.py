@@ -121,11 +121,20 @@ class Chaos:
             ),
         ]
         live = None if self.plain else Live(console=self.console, auto_refresh=False)
+        # Ctrl-C and SIGTERM cancel this task through the loop's own signal handling: a
+        # Python-level handler (asyncio.Runner's, or _interrupt) only runs when the main
+        # thread gets back to bytecode, and with uvloop an interrupt could be lost.
+        loop, main = asyncio.get_running_loop(), asyncio.current_task()
+        assert main is not None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, main.cancel)
         try:
             async with ClientSession() as session:
                 with live or contextlib.nullcontext():
                     await self._show(timeline, session, live)
         finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -175,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             chaos.start()
             with asyncio.Runner(loop_factory=loop_factory()) as runner:
                 runner.run(chaos.run(timeline))
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, asyncio.CancelledError):  # cancelled: see Chaos.run
             console.print("[yellow]interrupted[/]: stopping every process it started")
             return 130
         except (OSError, RuntimeError, LookupError) as exc:  # a process that did not start
