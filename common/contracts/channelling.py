@@ -317,6 +317,26 @@ def test_retry_after_beyond_the_deadline_ends_the_retries(
     assert reply.header("Retry-After") == "3600"
 
 
+def test_a_client_that_leaves_mid_upload_gives_every_place_back(channel_gateway: Proc) -> None:
+    """A streamed PUT in flight upstream, and the client goes away: every count the
+    request held goes back to zero (the target's lease, the bulkhead's place, the
+    gateway's in-flight count). A leak here would skew least-connections and shrink the
+    bulkhead and the shedder's cap a little with every client that hangs up."""
+
+    def held() -> tuple[int, int, int]:
+        solo = admin(channel_gateway, "/upstreams")["upstreams"]["solo"]
+        in_flight = admin(channel_gateway, "/channel")["load_shedder"]["in_flight"]
+        return solo["targets"][0]["in_flight"], solo["bulkhead"]["in_use"], in_flight
+
+    with socket.create_connection(("127.0.0.1", channel_gateway.port), timeout=10) as sock:
+        sock.sendall(
+            b"PUT /solo/upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"5\r\nhello\r\n"  # no length: it streams, and the upload waits for more
+        )
+        until("the PUT is in flight upstream", lambda: held() == (1, 1, 1))
+    until("the abandoned request holds nothing", lambda: held() == (0, 0, 0))
+
+
 # --- deadlines ------------------------------------------------------------------------
 
 

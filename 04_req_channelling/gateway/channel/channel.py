@@ -112,9 +112,11 @@ class Channel:
             tried: list[Target] = []
             retries = 0
             while True:
-                lease = self._lease(pool, key, tried)
-                request[UPSTREAM] = lease.target.url  # the access log names the last one
                 try:
+                    # Inside the try: a retry that finds no target left (every breaker
+                    # open) must still give its place in the retry budget back.
+                    lease = self._lease(pool, key, tried)
+                    request[UPSTREAM] = lease.target.url  # the access log names the last
                     if policy.hedge_after is None:
                         # _open's steps, inline: no coroutine between here and the proxy.
                         upstream_request, limit, by_deadline = self._prepare(
@@ -129,6 +131,9 @@ class Channel:
                                 raise  # the client left
                         except UpstreamError as failure:
                             outcome = _failed(lease, timer, failure)
+                        except BaseException:  # the client's body broke off (BadRequest)
+                            _abandon(lease, timer)
+                            raise
                         else:
                             outcome = _answered(lease, timer, response, limit, by_deadline)
                     else:
@@ -288,6 +293,9 @@ class Channel:
             return outcome
         except UpstreamError as failure:
             return _failed(lease, timer, failure)
+        except BaseException:
+            _abandon(lease, timer)
+            raise
         outcome = _answered(lease, timer, response, limit, by_deadline)
         if outcome.response is not None:
             tracker.record(self.clock() - started)  # the route's p95 comes from these
@@ -306,6 +314,14 @@ def _cancelled(
         lease.release()
         return None
     return _timed_out(lease, limit, by_deadline)
+
+
+def _abandon(lease: Lease, timer: TryTimer | None) -> None:
+    """Neither an answer nor the upstream's failure (the client's body broke off): free
+    the target, report nothing about it, and make sure the timer cannot fire later."""
+    if timer is not None:
+        timer.stop()
+    lease.release()
 
 
 def _failed(lease: Lease, timer: TryTimer | None, failure: UpstreamError) -> Tried:
