@@ -194,6 +194,12 @@ def channel_gateway(
                 targets(*dead),
                 health=HealthSpec(active=False, consecutive_failures=2, max_ejection_percent=100),
             ),
+            # One dead target whose breaker opens at its first failure: a retry finds
+            # nothing left to try.
+            "fragile": PoolSpec(
+                targets(dead[1]),
+                health=HealthSpec(active=False, consecutive_failures=1, max_ejection_percent=100),
+            ),
             "narrow": PoolSpec(
                 targets(c), health=PLAIN, bulkhead=BulkheadSpec(2, 1, queue_timeout=0.2)
             ),
@@ -386,6 +392,19 @@ def test_a_storm_on_every_target_is_not_multiplied_by_the_retries(
     upstream = sent_to(*calm)["GET"]
     assert upstream / len(statuses) <= 1.5, (upstream, len(statuses))
     assert admin(channel_gateway, "/channel")["retry_budget"]["denied"] > before
+
+
+def test_a_retry_that_finds_no_target_left_gives_its_budget_back(
+    channel_gateway: Proc,
+) -> None:
+    """The first try is refused and opens the only breaker; the retry the budget granted
+    finds every target open: 503 at once, and the retry is no longer counted in flight
+    (a leak here would shrink the budget for good, one request at a time)."""
+    reply = get(channel_gateway, "/fragile/users")
+    body = problem(reply, 503, "no-healthy-upstream")
+    assert "open circuit" in body["detail"], body
+    budget = admin(channel_gateway, "/channel")["retry_budget"]
+    assert budget["retries_in_flight"] == 0 and budget["granted"] >= 1, budget
 
 
 # --- circuit breakers -----------------------------------------------------------------
