@@ -55,6 +55,7 @@ from common.bench.lb_report import Section, print_markdown, print_rich
 from common.bench.run import machine_summary, pin_this_process
 from common.contracts.upstreams import refused_port
 from common.lb_chaos.observe import upstreams_url
+from common.testing.control import control
 from common.testing.gateway import stage_render, start_gateway
 from common.testing.processes import REPO_ROOT, Proc, spawn, start_backend, wait_healthy
 from common.testing.specs import (
@@ -175,17 +176,6 @@ async def paced(url: str, rate: float, seconds: float) -> Run:
             tasks.append(asyncio.ensure_future(one()))
         await asyncio.gather(*tasks)
     return run
-
-
-def control(backend: Proc, path: str, settings: dict[str, object] | None = None) -> dict:
-    request = urllib.request.Request(
-        backend.url + path,
-        data=None if settings is None else json.dumps(settings).encode(),
-        method="DELETE" if settings is None else "POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.load(response)
 
 
 def received(backends: dict[str, Proc]) -> int:

@@ -48,6 +48,7 @@ import pytest
 
 from common.contracts.upstreams import refused_port
 from common.contracts.wire import PROBLEM_KEYS, Reply, send
+from common.testing.control import control
 from common.testing.gateway import Render, start_gateway
 from common.testing.processes import Proc, rss_kib, start_backend, wait_healthy
 from common.testing.specs import (
@@ -88,18 +89,6 @@ def served_by(reply: Reply) -> str:
 
 def attempts(reply: Reply) -> int:
     return int(reply.header("X-Attempt-Count") or 0)
-
-
-def control(backend: Proc, path: str, settings: dict[str, object] | None = None) -> Any:
-    """POST `settings` to a backend's control endpoint, or DELETE it (None)."""
-    request = urllib.request.Request(
-        backend.url + path,
-        data=None if settings is None else json.dumps(settings).encode(),
-        method="DELETE" if settings is None else "POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.load(response)
 
 
 def chaos(backend: Proc, settings: dict[str, object] | None) -> None:
