@@ -310,9 +310,9 @@ async def serve(
                 if listener is not None:
                     await listener.runner.cleanup()
             return
-    for listener in (public, own):
-        if listener is not None:
-            await listener.start()
+    await public.start("serving on")
+    if own is not None:
+        await own.start("admin listener on")
     try:
         await stop.wait()
     finally:
@@ -375,11 +375,11 @@ class _Listener:
 
         return cls(runner, sock, protocol)
 
-    async def start(self) -> None:
+    async def start(self, what: str) -> None:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(self.protocol, sock=self.sock, backlog=BACKLOG)
         host, port = self.sock.getsockname()[:2]
-        log.info("serving on http://%s:%d", host, port)
+        log.info("%s http://%s:%d", what, host, port)
 
     async def stop(self, shutdown_timeout: float) -> None:
         loop = asyncio.get_running_loop()
