@@ -19,7 +19,7 @@ STAGE ?= $(NEWEST_GATEWAY)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test check propagate diff lint services pass-through trie lb restart stop-all bench trie-bench \
-	lb-bench lb-chaos channelling channelling-bench clean
+	lb-bench lb-chaos channelling channelling-bench cache-conformance clean
 
 help: ## list every target (the default)
 	@echo "usage: make <target>   (first use creates .venv and installs requirements.txt)"
@@ -91,6 +91,9 @@ lb-chaos: $(STAMP) ## kill, slow and break backends on a timeline, watch the gat
 
 channelling-bench: $(STAMP) ## 03 vs 04 when upstreams misbehave: retries, storm, breakers, isolation (~2 min; ARGS=--quick)
 	$(PY) -m common.bench.channelling_bench $(ARGS)
+
+cache-conformance: $(STAMP) ## the public HTTP cache test suite vs the newest stage (~75 s; CACHE_TESTS=dir, ARGS=--id ID)
+	$(PY) -m common.cache_conformance $(ARGS)
 
 clean: ## remove caches and .run/ (keeps .venv)
 	rm -rf .run .pytest_cache .hypothesis .ruff_cache

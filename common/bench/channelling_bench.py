@@ -624,7 +624,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sections = run_all(before, after, 0.5 if args.quick else 1.0, console, set(args.only))
     except (RuntimeError, OSError) as exc:  # a child that would not start, a dead load
-        Console(stderr=True).print(f"[red]channelling-bench:[/] {exc}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(
+            f"[red]channelling-bench:[/] {exc}", highlight=False
+        )
         return 2
     machine = machine_summary()
     if args.markdown:

@@ -1,0 +1,235 @@
+"""make cache-conformance: the public HTTP cache test suite against a stage's gateway.
+
+    make cache-conformance                      the newest stage (about 75 s)
+    make cache-conformance ARGS="--stage 04"    another one
+    make cache-conformance ARGS="--id freshness-max-age"   one test, both sides' exchanges
+    python -m common.cache_conformance --markdown          for ARCHITECTURE.md "Measured"
+
+The suite is the one behind cache-tests.fyi (http-tests/cache-tests), in a folder with its
+runner (`run.sh`, `score.mjs`): `$CACHE_TESTS`, by default `../shared/cache-tests` beside
+this repo. The runner starts the suite's origin on a port of ours, checks that the proxy
+forwards to it, runs the 365 tests and scores them the way cache-tests.fyi does (a test
+that depends on a failed one does not count as passed). It needs node 18+, npm and curl;
+its first run installs the suite's node packages into a temporary copy.
+
+The stage's gateway gets one route, `/` to the suite's origin, and otherwise its own
+defaults: what the suite measures is the stage as a reader runs it. The table puts the
+score next to the published proxies' results that ship with the suite (reverse-proxy
+mode), so "better than Traffic Server" is a line in the same table, not a claim.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from common.testing.gateway import stage_render, start_gateway
+from common.testing.processes import REPO_ROOT
+from common.testing.specs import GatewaySpec, RouteSpec
+
+DEFAULT_SUITE = REPO_ROOT.parent / "shared" / "cache-tests"
+# The published reverse proxies whose results ship with the suite (suite/results/).
+PUBLISHED = ("trafficserver", "apache", "squid", "caddy", "varnish", "nginx", "haproxy",
+             "fastly")  # fmt: skip
+TARGET_PASSED, TARGET_REQUIRED = 250, 135  # issue #11: more than every published proxy
+
+
+class ConformanceError(RuntimeError):
+    """The suite cannot run here; the message says what is missing."""
+
+
+def suite_dir() -> Path:
+    where = Path(os.environ.get("CACHE_TESTS", DEFAULT_SUITE))
+    if not (where / "run.sh").is_file() or not (where / "score.mjs").is_file():
+        raise ConformanceError(
+            f"no cache test suite at {where} (run.sh and score.mjs): set CACHE_TESTS to a"
+            " folder holding the suite (http-tests/cache-tests) and its runner"
+        )
+    for tool in ("node", "npm", "curl"):
+        if shutil.which(tool) is None:
+            raise ConformanceError(f"the cache test suite needs {tool} on PATH")
+    return where
+
+
+def newest_stage() -> Path:
+    stages = sorted(REPO_ROOT.glob("[0-9][0-9]_*/gateway"))
+    if not stages:
+        raise ConformanceError("no stage with a gateway/ package")
+    return stages[-1].parent
+
+
+def find_stage(name: str) -> Path:
+    matches = sorted(p.parent for p in REPO_ROOT.glob(f"{name}*/gateway"))
+    if not matches:
+        raise ConformanceError(f"--stage {name}: no stage folder with a gateway/ package")
+    return matches[0]
+
+
+def free_port() -> int:
+    # The suite's origin binds it itself (node), so it is chosen here and released first;
+    # run.sh refuses a port that is taken by then (exit 3), and the run says so.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_suite(stage: Path, suite: Path, tmp: Path, test_id: str | None) -> Path | None:
+    """The stage's gateway in front of the suite's origin; the results file (None: one
+    test was run with -i, its exchanges printed as they came)."""
+    origin_port = free_port()
+    spec = GatewaySpec([RouteSpec("/", f"http://127.0.0.1:{origin_port}")])
+    gateway = start_gateway(stage, stage_render(stage)(spec), tmp, "--no-access-log")
+    try:
+        env = dict(os.environ, CT_ORIGIN_PORT=str(origin_port), CT_OUT_DIR=str(tmp))
+        results = tmp / "results.json"
+        argv = ["bash", str(suite / "run.sh")]
+        argv += ["-i", test_id] if test_id else ["-o", str(results), "-l", stage.name]
+        done = subprocess.run(
+            [*argv, str(gateway.port)],
+            env=env,
+            stdout=None if test_id else subprocess.PIPE,
+            stderr=None if test_id else subprocess.PIPE,
+            text=True,
+            timeout=900,
+        )
+        if done.returncode != 0:
+            raise ConformanceError(
+                f"run.sh exited with {done.returncode}:\n{(done.stderr or '')[-2000:]}"
+            )
+        return None if test_id else results
+    finally:
+        gateway.stop()
+
+
+def scores(suite: Path, results: Path) -> list[dict]:
+    """score.mjs --json for our results and the published proxies', ours first."""
+    installed = os.environ.get(
+        "CACHE_TESTS_DIR", str(Path(tempfile.gettempdir()) / "http-cache-tests")
+    )
+    published = [suite / "suite" / "results" / f"{name}.json" for name in PUBLISHED]
+    done = subprocess.run(
+        ["node", str(suite / "score.mjs"), "--suite", installed, "--mode", "proxy", "--json",
+         str(results), *(str(p) for p in published if p.is_file())],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise ConformanceError(f"score.mjs failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout)
+
+
+def table(rows: list[dict], stage: str) -> Table:
+    out = Table(
+        title=f"HTTP cache conformance (cache-tests.fyi suite, {rows[0]['total']} tests)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    for name in ("proxy", "passed", "required", "optimal", "check", "failed", "other"):
+        out.add_column(name, justify="left" if name == "proxy" else "right")
+    ours, others = rows[0], sorted(rows[1:], key=lambda r: -r["passed"])
+    for row in [ours, *others]:
+        style = "bold" if row is ours else None
+        out.add_row(
+            stage if row is ours else row["name"],
+            str(row["passed"]),
+            f"{row['required']['pass']} of {row['required']['n']}",
+            f"{row['optimal']['pass']} of {row['optimal']['n']}",
+            f"{row['check']['yes']} of {row['check']['n']}",
+            str(row["failed"]),
+            str(row["other"]),
+            style=style,
+        )
+    return out
+
+
+def verdict(rows: list[dict]) -> tuple[str, bool]:
+    ours, others = rows[0], rows[1:]
+    best = max(others, key=lambda r: (r["passed"], r["required"]["pass"]), default=None)
+    met = (
+        ours["passed"] >= TARGET_PASSED
+        and ours["required"]["pass"] >= TARGET_REQUIRED
+        and all(
+            ours["passed"] > r["passed"] and ours["required"]["pass"] > r["required"]["pass"]
+            for r in others
+        )
+    )
+    lead = "" if best is None else f"; best published: {best['name']} {best['passed']}"
+    return (
+        f"passed {ours['passed']}, required {ours['required']['pass']} (target: at least"
+        f" {TARGET_PASSED} and {TARGET_REQUIRED}, and more than every published proxy{lead})",
+        met,
+    )
+
+
+def markdown(rows: list[dict], stage: str) -> str:
+    lines = ["| proxy | passed | required | optimal | check |", "|---|---:|---:|---:|---:|"]
+    ours, others = rows[0], sorted(rows[1:], key=lambda r: -r["passed"])
+    for row in [ours, *others]:
+        name = f"**{stage}**" if row is ours else row["name"]
+        lines.append(
+            f"| {name} | {row['passed']} | {row['required']['pass']} of {row['required']['n']}"
+            f" | {row['optimal']['pass']} of {row['optimal']['n']}"
+            f" | {row['check']['yes']} of {row['check']['n']} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m common.cache_conformance")
+    parser.add_argument("--stage", help="stage folder or its number (default: the newest)")
+    parser.add_argument("--id", help="run one test and print both sides' exchanges")
+    parser.add_argument("--markdown", action="store_true", help="a Markdown table")
+    parser.add_argument(
+        "--floor",
+        metavar="PASSED:REQUIRED",
+        help="exit 1 below this score, e.g. 250:135 (the regression floor a test holds)",
+    )
+    args = parser.parse_args(argv)
+    if args.floor and not all(
+        part.isdigit() for part in args.floor.split(":") if part
+    ):  # fmt: skip
+        parser.error(f"--floor {args.floor}: expected PASSED or PASSED:REQUIRED, e.g. 250:135")
+    console = Console(stderr=args.markdown, highlight=False)
+    try:
+        suite = suite_dir()
+        stage = find_stage(args.stage) if args.stage else newest_stage()
+        with tempfile.TemporaryDirectory(prefix="cache-conformance-") as tmp:
+            if args.id:
+                run_suite(stage, suite, Path(tmp), args.id)
+                return 0
+            with console.status(f"running the cache test suite against {stage.name}..."):
+                results = run_suite(stage, suite, Path(tmp), None)
+                assert results is not None
+                rows = scores(suite, results)
+    except (ConformanceError, RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        Console(stderr=True, soft_wrap=True).print(
+            f"[red]cache-conformance:[/] {exc}", highlight=False
+        )
+        return 2
+    claim, met = verdict(rows)
+    if args.markdown:
+        print(markdown(rows, stage.name))
+    else:
+        console.print(table(rows, stage.name))
+    console.print(f"{'[green]✓[/]' if met else '[red]✗[/]'} {stage.name}: {claim}")
+    if args.floor:
+        passed, _, required = args.floor.partition(":")
+        ours = rows[0]
+        if ours["passed"] < int(passed) or ours["required"]["pass"] < int(required or 0):
+            console.print(f"[red]below the floor {args.floor}[/]")
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
