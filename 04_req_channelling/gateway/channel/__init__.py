@@ -3,7 +3,7 @@
 config.py      [timeouts], [retries], [retry_budget] and a route's own tables, validated
 policy.py      ChannelPolicy: one route's resolved settings, built once at start-up
 channel.py     Channel.forward: shed, bulkhead, then tries under a deadline, then relay
-deadline.py    the deadline every try and backoff fits in, and X-Request-Deadline-Ms
+deadline.py    the deadline every try and backoff fits in, the per-try timer, the header
 retry.py       when a failed try may go again, full-jitter backoff, Retry-After, replay
 budget.py      the retry budget: retries in flight <= 20% of requests in flight
 bulkhead.py    places per upstream with a bounded queue (503), the gateway-wide shedder
