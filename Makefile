@@ -19,7 +19,7 @@ STAGE ?= $(NEWEST_GATEWAY)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test check propagate diff lint services pass-through trie lb restart stop-all bench trie-bench \
-	lb-bench lb-chaos channelling channelling-bench cache-conformance clean
+	lb-bench lb-chaos channelling channelling-bench cache cache-bench cache-conformance clean
 
 help: ## list every target (the default)
 	@echo "usage: make <target>   (first use creates .venv and installs requirements.txt)"
@@ -70,6 +70,9 @@ lb: $(STAMP) ## 03: six backends + the gateway with upstream pools on :8080
 channelling: $(STAMP) ## 04: six backends + the gateway with retries, breakers, bulkheads; admin :8081
 	$(PY) -m common.launch 04_req_channelling
 
+cache: $(STAMP) ## 05: six backends + the gateway with a shared HTTP cache; REDIS=1: Redis + 2 workers
+	$(PY) -m common.launch 05_cache_layer $(if $(REDIS),--redis)
+
 restart: $(STAMP) ## start a backend of the running stage again: make restart NAME=users-b
 	@test -n "$(NAME)" || { echo "usage: make restart NAME=users-b"; exit 2; }
 	@$(PY) -m common.launch --restart $(NAME)
@@ -91,6 +94,9 @@ lb-chaos: $(STAMP) ## kill, slow and break backends on a timeline, watch the gat
 
 channelling-bench: $(STAMP) ## 03 vs 04 when upstreams misbehave: retries, storm, breakers, isolation (~2 min; ARGS=--quick)
 	$(PY) -m common.bench.channelling_bench $(ARGS)
+
+cache-bench: $(STAMP) ## 04 vs 05: hit/miss CPU, Zipf hit ratio, coalescing, the memory bound, Redis (~1.5 min; ARGS=--quick)
+	$(PY) -m common.bench.cache_bench $(ARGS)
 
 cache-conformance: $(STAMP) ## the public HTTP cache test suite vs the newest stage (~75 s; CACHE_TESTS=dir, ARGS=--id ID)
 	$(PY) -m common.cache_conformance $(ARGS)

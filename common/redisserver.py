@@ -25,7 +25,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,7 +127,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def spawn_redis(data_dir: Path, port: int | None = None, timeout: float = 10.0) -> RedisServer:
+def spawn_redis(
+    data_dir: Path,
+    port: int | None = None,
+    timeout: float = 10.0,
+    preexec_fn: Callable[[], None] | None = None,  # the launcher's: die with the parent
+) -> RedisServer:
     """Start a server and wait until it answers; RedisUnavailable if it does not."""
     binary = server_binary()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -138,8 +143,12 @@ def spawn_redis(data_dir: Path, port: int | None = None, timeout: float = 10.0) 
             popen = subprocess.Popen(
                 [str(binary), "--port", str(chosen), "--bind", HOST, "--protected-mode", "yes",
                  "--dir", str(data_dir), "--save", "", "--appendonly", "no",
+                 # A bound on the whole, least recently used keys leaving first: the
+                 # cache's entries are all expendable.
+                 "--maxmemory", "256mb", "--maxmemory-policy", "allkeys-lru",
                  "--daemonize", "no", "--loglevel", "notice"],
                 stdin=subprocess.DEVNULL,
+                preexec_fn=preexec_fn,  # async-signal-safe: one prctl call
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )  # fmt: skip

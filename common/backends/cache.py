@@ -5,8 +5,13 @@ The query string sets the response's caching headers:
     /cache/a?cache_control=max-age=60&etag=v1&last_modified=1700000000&expires=60&vary=Accept
 
 and the JSON body counts how many times this backend *generated* the path
-(`"generation": n`). A cache test asks twice through the gateway and checks that the
-count did not move: the second answer came from the cache. A 304 does not count — the
+(`"generation": n`). `delay=300` answers after 300 ms (concurrent misses stay concurrent),
+`size=200000` pads the body to at least that many bytes (objects too large to cache).
+POST, PUT and DELETE answer 200 with no caching headers (`status=404` for a failure):
+what a cache must invalidate the path after (RFC 9111 §4.4).
+
+A cache test asks twice through the gateway and checks that the count did not move: the
+second answer came from the cache. A 304 does not count — the
 origin confirmed it, it did not generate it.
 
 Conditional requests follow RFC 9110 §13.1: If-None-Match wins over If-Modified-Since
@@ -17,6 +22,7 @@ existing representation, and an unparsable date is ignored rather than an error.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from email.utils import formatdate, parsedate_to_datetime
@@ -93,7 +99,11 @@ def cache_router() -> APIRouter:
         last_modified: str | None = None,
         expires: Annotated[int | None, Query(ge=-(10**9), le=10**9)] = None,
         vary: str | None = None,
+        delay: Annotated[int, Query(ge=0, le=10_000)] = 0,
+        size: Annotated[int, Query(ge=0, le=64 << 20)] = 0,
     ) -> Response:
+        if delay:
+            await asyncio.sleep(delay / 1000)
         now = time.time()
         headers: dict[str, str] = {}
         if cache_control is not None:
@@ -128,6 +138,14 @@ def cache_router() -> APIRouter:
             # hand out the right variant.
             "vary": {name: request.headers.get(name) for name in varied},
         }
+        if size:
+            body["pad"] = "x" * size
         return JSONResponse(body, headers=headers)
+
+    @router.api_route("/cache/{path:path}", methods=["POST", "PUT", "DELETE"])
+    async def change(
+        request: Request, status: Annotated[int, Query(ge=200, le=599)] = 200
+    ) -> Response:
+        return JSONResponse({"method": request.method, "path": request.url.path}, status)
 
     return router

@@ -45,6 +45,7 @@ from rich.console import Console
 from common.bench import lb_slow
 from common.bench.lb_report import Section, bar, print_markdown, print_rich
 from common.bench.run import machine_summary
+from common.bench.workloads import zipf_keys
 
 STDDEV_TARGET = 8.0  # % of the mean share with 160 virtual nodes, for N <= 100
 MOVE_TARGET = 1.1  # keys moved when one of N targets is removed, in units of 1/N
@@ -152,11 +153,6 @@ def stability() -> Section:
         " case is the largest target's share (max/avg in 1).",
     ]
     return section
-
-
-def zipf_keys(rng: random.Random, count: int, n_keys: int = 1000, s: float = 1.1) -> list[str]:
-    weights = [1 / (rank + 1) ** s for rank in range(n_keys)]
-    return rng.choices([f"key-{i}" for i in range(n_keys)], weights=weights, k=count)
 
 
 @dataclass

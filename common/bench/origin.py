@@ -9,8 +9,12 @@ built once at start-up, and a request costs a buffer search and a `transport.wri
     python -m common.bench.origin --port P   # or bind 127.0.0.1:P itself
 
 GET /health -> 200 "ok", GET /small -> 20 bytes, GET /16k -> 16384 bytes, anything else
--> 404. Keep-alive, pipelining (several requests in one read) and partial reads (one
-request over several reads) are handled; a production server would also cap the head
+-> 404. For the cache bench, anything under /c/ is cacheable (`max-age=3600`, an ETag):
+/c/... 20 bytes, /c/m/... 256 KiB, /c/big/... 2 MiB, /c/slow/... 20 bytes after 300 ms;
+/count says how many /c/ requests it answered.
+
+Keep-alive, pipelining (several requests in one read) and partial reads (one request
+over several reads) are handled; a production server would also cap the head
 size, time out idle clients and answer 400 with more care.
 """
 
@@ -46,7 +50,33 @@ ROUTES: dict[bytes, bytes] = {
     b"/16k": _response("200 OK", BODY_16K),
 }
 NOT_FOUND = _response("404 Not Found", b"not found\n")
+
+
+def _cacheable(body: bytes) -> bytes:
+    head = (
+        f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nContent-Type: text/plain\r\n"
+        'Cache-Control: max-age=3600\r\nETag: "v1"\r\n\r\n'
+    )
+    return head.encode("ascii") + body
+
+
+CACHEABLE = {
+    b"/c/m/": _cacheable(bytes(256 * 1024)),
+    b"/c/big/": _cacheable(bytes(2 * 1024 * 1024)),
+}
+CACHEABLE_SMALL = _cacheable(SMALL_BODY)
+SLOW_SECONDS = 0.3
+counted = 0  # /c/ requests answered: how many misses reached the origin
 BAD_REQUEST = _response("400 Bad Request", b"bad request\n", close=True)
+
+
+def _cached_route(path: bytes) -> bytes:
+    global counted
+    counted += 1
+    for prefix, response in CACHEABLE.items():
+        if path.startswith(prefix):
+            return response
+    return CACHEABLE_SMALL
 
 
 class OriginProtocol(asyncio.Protocol):
@@ -65,7 +95,7 @@ class OriginProtocol(asyncio.Protocol):
         buf = self._buf + data if self._buf else data
         pos = 0
         out: list[bytes] = []  # pipelined answers leave in one write, in request order
-        close = False
+        close = slow = False
         while not close:
             head_end = buf.find(HEAD_END, pos)
             if head_end < 0:
@@ -91,6 +121,11 @@ class OriginProtocol(asyncio.Protocol):
             method, target, version = parts
             path = target.split(b"?", 1)[0]
             response = ROUTES.get(path, NOT_FOUND) if method in (b"GET", b"HEAD") else NOT_FOUND
+            if path.startswith(b"/c/"):
+                response = _cached_route(path)
+                slow = slow or path.startswith(b"/c/slow/")
+            elif path == b"/count":
+                response = _response("200 OK", str(counted).encode())
             if method == b"HEAD":
                 response = response[: response.index(HEAD_END) + len(HEAD_END)]
             out.append(response)
@@ -100,6 +135,18 @@ class OriginProtocol(asyncio.Protocol):
             )
             pos = end
         self._buf = buf[pos:]
+        if slow:  # a slow miss: the whole batch answers later, in order
+            asyncio.get_running_loop().call_later(SLOW_SECONDS, self._send_later, out, close)
+            return
+        self._send(out, close)
+
+    def _send_later(self, out: list[bytes], close: bool) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._send(out, close)
+
+    def _send(self, out: list[bytes], close: bool) -> None:
+        transport = self._transport
+        assert transport is not None
         if out:
             transport.write(b"".join(out) if len(out) > 1 else out[0])
         if close:

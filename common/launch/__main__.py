@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from common.launch import output, pidfiles, restart, sockets
+from common.launch.children import _parent_death_signal as parent_death_signal
 from common.launch.config import REPO_ROOT, LaunchError, load_stage
 from common.launch.stop_all import stop_all
 from common.launch.supervisor import ADMIN, Supervisor
+from common.redisserver import RedisUnavailable, spawn_redis
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -33,6 +37,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         default=REPO_ROOT / ".run",
         help="where PID files live (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--redis",
+        action="store_true",
+        help="stage 05 on: start a private Redis and two gateway workers sharing it",
     )
     parser.add_argument(
         "--stop-all",
@@ -54,7 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def launch(stage_arg: str, run_dir: Path) -> int:
+def launch(stage_arg: str, run_dir: Path, redis: bool = False) -> int:
     try:
         stage = load_stage(stage_arg)
         children = [b.name for b in stage.services.backends]
@@ -77,9 +86,39 @@ def launch(stage_arg: str, run_dir: Path) -> int:
             output.error(str(e))
             output.error("nothing was started")
             return 2
-        return asyncio.run(Supervisor(stage, bound, run_dir).run())
+        if not redis:
+            return asyncio.run(Supervisor(stage, bound, run_dir).run())
+        try:
+            with shared_redis(run_dir, stage.name) as url:
+                # Two workers on one port, one cache: what a request meets is the same
+                # whichever worker takes it.
+                extra = ["--redis-url", url, "--workers", "2"]
+                return asyncio.run(Supervisor(stage, bound, run_dir, gateway_args=extra).run())
+        except RedisUnavailable as e:
+            output.error(str(e))
+            output.error("nothing was started")
+            return 2
     finally:
         pidfiles.remove(launcher_pid_file)
+
+
+@contextlib.contextmanager
+def shared_redis(run_dir: Path, stage: str) -> Iterator[str]:
+    """A private Redis for the stage (data and log under .run/<stage>/redis), recorded
+    like the other children so that `make stop-all` stops it too."""
+    # Like the launcher's other children, it goes when the launcher goes, even by SIGKILL.
+    server = spawn_redis(
+        pidfiles.stage_dir(run_dir, stage) / "redis", preexec_fn=parent_death_signal()
+    )
+    path = pidfiles.pid_path(run_dir, stage, "redis")
+    cmdline = pidfiles.process_cmdline(server.popen.pid) or []
+    pidfiles.write(path, pidfiles.record_for(server.popen.pid, "redis", server.url, cmdline))
+    output.info(f"redis ({server.binary.name}) on {server.url}, data in {server.data_dir}")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+        pidfiles.remove(path)
 
 
 def restart_backend(name: str, run_dir: Path) -> int:
@@ -103,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             return stop_all(args.run_dir)
         if args.restart:
             return restart_backend(args.restart, args.run_dir)
-        return launch(args.stage, args.run_dir)
+        return launch(args.stage, args.run_dir, redis=args.redis)
     except KeyboardInterrupt:
         # Ctrl-C before the supervisor's own handler is installed (or --stop-all):
         # nothing of ours is running yet, so just leave quietly.

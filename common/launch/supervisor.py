@@ -46,7 +46,13 @@ ADMIN = "gateway admin"  # the admin listener's socket, in the sockets bound at 
 
 
 class Supervisor:
-    def __init__(self, stage: Stage, sockets: dict[str, socket.socket], run_dir: Path) -> None:
+    def __init__(
+        self,
+        stage: Stage,
+        sockets: dict[str, socket.socket],
+        run_dir: Path,
+        gateway_args: list[str] | None = None,  # e.g. --redis-url URL --workers 2
+    ) -> None:
         self.stage = stage
         self.run_dir = run_dir
         self.env = child_env()
@@ -69,7 +75,14 @@ class Supervisor:
         self.gateway = (
             Child(
                 name="gateway",
-                argv=[sys.executable, "-m", "gateway", "--config", gw.config],
+                argv=[
+                    sys.executable,
+                    "-m",
+                    "gateway",
+                    "--config",
+                    gw.config,
+                    *(gateway_args or []),
+                ],  # fmt: skip
                 cwd=stage.path,
                 sock=sockets["gateway"],
                 health_path=gw.health,

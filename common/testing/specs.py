@@ -132,6 +132,21 @@ def targets(*urls: str, weights: tuple[int, ...] | None = None) -> tuple[TargetS
 
 
 @dataclass(frozen=True)
+class CacheSpec:
+    """Stage 05 on: the [cache] section. None keeps the stage's default."""
+
+    enabled: bool = True
+    store: str = "memory"  # or "redis", with redis_url
+    redis_url: str | None = None
+    max_bytes: int | None = None
+    max_object_bytes: int | None = None
+    lock_timeout: float | None = None
+    stale_if_error: float | None = None
+    default_ttl: float | None = None
+    key_headers: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class GatewaySpec:
     """One gateway: routes, the pools they may name, and the settings tests vary.
 
@@ -150,3 +165,4 @@ class GatewaySpec:
     channel: ChannelSpec = field(default_factory=ChannelSpec)  # stage 04 on: route defaults
     max_in_flight: int = 1024  # stage 04 on: requests in flight; past it, 503
     retry_budget: tuple[float, int] = (0.2, 3)  # stage 04 on: (ratio, min_retries)
+    cache: CacheSpec | None = None  # stage 05 on; None: the stage's defaults

@@ -126,3 +126,25 @@ async def test_invalid_cache_parameters_are_a_422(
 ) -> None:
     status, _, _ = await get(client_session, f"{users_backend.url}/cache/bad?{query}")
     assert status == 422
+
+
+async def test_delay_and_size_shape_the_answer(
+    users_backend: Proc, client_session: aiohttp.ClientSession
+) -> None:
+    start = time.monotonic()
+    async with client_session.get(f"{users_backend.url}/cache/shaped?delay=200&size=5000") as r:
+        body = await r.json()
+    assert time.monotonic() - start >= 0.2  # a slow miss, for coalescing tests
+    assert len(body["pad"]) == 5000  # an object of a chosen size, for the byte bounds
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
+async def test_unsafe_methods_answer_without_caching_headers(
+    users_backend: Proc, client_session: aiohttp.ClientSession, method: str
+) -> None:
+    url = f"{users_backend.url}/cache/changed?cache_control=max-age=60"
+    async with client_session.request(method, url) as r:
+        assert r.status == 200 and "Cache-Control" not in r.headers
+        assert (await r.json())["method"] == method
+    async with client_session.request(method, url + "&status=404") as r:
+        assert r.status == 404  # a failed one, which must invalidate nothing

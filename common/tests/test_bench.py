@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -65,6 +66,26 @@ def test_origin_answers_16k_exactly_and_pipelined_requests_in_order(origin: Proc
     assert head1.startswith(b"HTTP/1.1 200 ") and len(body1) == 16384 and body1 == BODY_16K
     assert head2.startswith(b"HTTP/1.1 200 ") and body2 == SMALL_BODY
     assert head3.startswith(b"HTTP/1.1 404 ")
+
+
+def test_origin_c_paths_are_cacheable_counted_and_slow_on_request(origin: Proc) -> None:
+    """The cache bench's paths: cacheable answers, a count of how many reached the
+    origin, and a slow one that keeps concurrent misses concurrent."""
+    with socket.create_connection(("127.0.0.1", origin.port), timeout=5) as sock:
+        sock.sendall(b"GET /count HTTP/1.1\r\nHost: o\r\n\r\n")
+        [(_, before)] = read_responses(sock, 1)
+        sock.sendall(b"GET /c/a HTTP/1.1\r\nHost: o\r\n\r\nGET /c/m/1 HTTP/1.1\r\nHost: o\r\n\r\n")
+        (head1, body1), (_, body2) = read_responses(sock, 2)
+        start = time.monotonic()
+        sock.sendall(b"GET /c/slow/1 HTTP/1.1\r\nHost: o\r\n\r\n")
+        read_responses(sock, 1)
+        slow = time.monotonic() - start
+        sock.sendall(b"GET /count HTTP/1.1\r\nHost: o\r\n\r\n")
+        [(_, after)] = read_responses(sock, 1)
+    assert b"cache-control: max-age=3600" in head1.lower() and body1 == SMALL_BODY
+    assert len(body2) == 256 * 1024
+    assert slow >= 0.3
+    assert int(after) - int(before) == 3
 
 
 class _RecordingTransport:

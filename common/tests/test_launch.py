@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from common.redisserver import ping
 from common.testing.processes import REPO_ROOT, child_env
 
 pytestmark = pytest.mark.skipif(
@@ -235,6 +236,25 @@ def test_starts_backends_and_stops_them_on_a_signal(tmp_path, launch, sig) -> No
     assert not any(running(r) for r in records.values())
     assert not processes_with(launcher.marker)
     assert not list((tmp_path / "run").rglob("*.json"))
+
+
+def test_redis_starts_a_private_server_and_stops_it_with_the_stage(tmp_path, launch) -> None:
+    """`make cache REDIS=1`: a Redis server of the stage's own, recorded like a child (so
+    stop-all finds it), data under the run dir, and gone with the launcher, even one
+    killed with SIGKILL."""
+    stage = make_stage(tmp_path, "11_shared", backends_toml(("users", "a", 0)))
+    launcher = launch(stage, "--run-dir", tmp_path / "run", "--redis")
+    records = launcher.wait_ready("11_shared", ["users-a"])  # redis.json is written first
+    port = int(records["redis"]["url"].rsplit(":", 1)[1].split("/")[0])
+    assert ping(port)
+    assert (tmp_path / "run" / "11_shared" / "redis" / "server.log").is_file()
+    assert "redis (" in launcher.output and records["redis"]["url"] in launcher.output
+
+    launcher.popen.kill()  # SIGKILL: no cleanup runs, and still the server goes with it
+
+    launcher.wait()
+    poll(lambda: not running(records["redis"]) or None, what="redis to follow the launcher")
+    assert not ping(port)
 
 
 def test_a_second_launch_of_a_running_stage_is_refused(tmp_path, launch) -> None:
