@@ -7,7 +7,9 @@
 
 The suite is the one behind cache-tests.fyi (http-tests/cache-tests), in a folder with its
 runner (`run.sh`, `score.mjs`): `$CACHE_TESTS`, by default `../shared/cache-tests` beside
-this repo. The runner starts the suite's origin on a port of ours, checks that the proxy
+this repo, and when that is not there the copy in `third_party/cache-tests`.
+
+The runner starts the suite's origin on a port of ours, checks that the proxy
 forwards to it, runs the 365 tests and scores them the way cache-tests.fyi does (a test
 that depends on a failed one does not count as passed). It needs node 18+, npm and curl;
 its first run installs the suite's node packages into a temporary copy.
@@ -39,6 +41,10 @@ from common.testing.processes import REPO_ROOT
 from common.testing.specs import GatewaySpec, RouteSpec
 
 DEFAULT_SUITE = REPO_ROOT.parent / "shared" / "cache-tests"
+# The same suite and runner, kept in the repo (BSD-3-Clause, third_party/cache-tests/
+# suite/LICENSE) so that `make test`, whose floor test runs the suite, passes on a fresh
+# clone with nothing beside it. ../shared/cache-tests wins when it is there.
+BUNDLED_SUITE = REPO_ROOT / "third_party" / "cache-tests"
 # The published reverse proxies whose results ship with the suite (suite/results/).
 PUBLISHED = ("trafficserver", "apache", "squid", "caddy", "varnish", "nginx", "haproxy",
              "fastly")  # fmt: skip
@@ -54,7 +60,12 @@ class ConformanceError(RuntimeError):
 
 
 def suite_dir() -> Path:
-    where = Path(os.environ.get("CACHE_TESTS", DEFAULT_SUITE))
+    """$CACHE_TESTS; else ../shared/cache-tests when it holds the suite; else the copy
+    in third_party/."""
+    if "CACHE_TESTS" in os.environ:
+        where = Path(os.environ["CACHE_TESTS"])
+    else:
+        where = DEFAULT_SUITE if (DEFAULT_SUITE / "run.sh").is_file() else BUNDLED_SUITE
     if not (where / "run.sh").is_file() or not (where / "score.mjs").is_file():
         raise ConformanceError(
             f"no cache test suite at {where} (run.sh and score.mjs): set CACHE_TESTS to a"

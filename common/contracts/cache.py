@@ -136,6 +136,7 @@ def test_a_fresh_response_is_served_from_the_cache(cache_gateway: Proc, counted:
     assert origin_gets(counted) == 1
     assert "fwd=uri-miss" in cache_status(first) and "stored" in cache_status(first)
     assert "hit" in cache_status(second) and "ttl=" in cache_status(second)
+    assert f'key="{target}"' in cache_status(second)  # RFC 9211: what it was stored under
     assert second.header("Age") is not None and 0 <= int(second.header("Age") or -1) <= 60
     assert second.header("Cache-Control") == "max-age=60"  # the stored headers, as sent
 
@@ -371,6 +372,23 @@ def test_two_workers_share_the_redis_store(
         assert sum("hit" in cache_status(r) for r in replies) == 11
         pids = {admin(gateway, "/cache")["pid"] for _ in range(30)}
         assert len(pids) == 2, pids  # both workers answered (and so shared the entry)
+    finally:
+        gateway.stop()
+
+
+def test_purge_reaches_the_redis_store(
+    origin: Proc, redis_server: RedisServer, stage_dir: Path, render: Render, tmp_path: Path
+) -> None:
+    gateway = start_gateway(stage_dir, render(redis_spec(origin, redis_server.url)), tmp_path)
+    try:
+        base = unique("redis-purge")
+        one, two = f"{base}/one?cache_control=max-age=60", f"{base}/two?cache_control=max-age=60"
+        assert [generation(get(gateway, t)) for t in (one, two, one, two)] == [1, 1, 1, 1]
+        purged = admin(gateway, f"/cache/purge?url={urllib.request.quote(one)}", "POST")
+        assert purged["purged"] == 1
+        assert [generation(get(gateway, t)) for t in (one, two)] == [2, 1]
+        assert admin(gateway, f"/cache/purge?prefix={base}/", "POST")["purged"] == 2
+        assert [generation(get(gateway, t)) for t in (one, two)] == [3, 2]
     finally:
         gateway.stop()
 

@@ -118,7 +118,7 @@ class Cache:
             verdict = self._verdict(entry, asked, now)
             if verdict in ("fresh", "stale-allowed"):
                 self.counts["hit"] += 1
-                return self.answer(request, entry, "hit")
+                return self.answer(request, entry, "hit" + key_param(key, policy))
             if verdict == "stale-while-revalidate":
                 self.counts["hit-stale"] += 1
                 self._refresh(request, handler, key, entry, policy)
@@ -458,7 +458,9 @@ class CacheTap:
             return None
         ttl = int(head.ttl(cache.clock()))
         client_headers.add(
-            "Cache-Status", f"{name}; fwd={self.fwd}; fwd-status={status}; stored; ttl={ttl}"
+            "Cache-Status",
+            f"{name}; fwd={self.fwd}; fwd-status={status}; stored; ttl={ttl}"
+            + key_param(self.key, self.policy),
         )
         fill = self.fill or Fill(self.key, cache.config.max_object_bytes)
         self.fill = fill
@@ -538,6 +540,15 @@ class CacheTap:
         head.body = bytes(body)
         await self.cache.store.put(self.key, head, self.cache.keep_for(head))
         self.cache.counts["refreshed"] += 1
+
+
+def key_param(key: str, policy: CachePolicy) -> str:
+    """RFC 9211's `key` parameter, where it is safe to show: a key that is only the
+    request-target the client sent. A key with a route's key_headers in it (Host, or a
+    header carrying a token) is not repeated back."""
+    if policy.key_headers or not (key.isascii() and key.isprintable()):
+        return ""
+    return '; key="' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _worth_keeping(entry: Entry) -> bool:
