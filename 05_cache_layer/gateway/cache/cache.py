@@ -34,6 +34,7 @@ from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDict
 
 from gateway import requestid
+from gateway.accesslog import UPSTREAM
 from gateway.errors import GatewayError
 from gateway.headers import REQUEST_ID, strip_hop_by_hop
 from gateway.pathsafety import UnsafePath, normalise
@@ -203,6 +204,8 @@ class Cache:
             raise
         finally:
             tap.finished()
+            if forwarded is not request and UPSTREAM in forwarded:
+                request.setdefault(UPSTREAM, forwarded[UPSTREAM])  # a clone's, for the log
 
     async def _follow(self, request: web.Request, fill: Fill) -> web.StreamResponse | None:
         """Coalescing: the leader's response, streamed from its fill; None: go yourself."""
@@ -301,6 +304,7 @@ class Cache:
         """A stored response for `request`: 304 when the client's own validators match."""
         now = self.clock()
         headers = self._headers(entry, now, status)
+        request.setdefault(UPSTREAM, "cache")  # the access log: a hit asked no upstream
         if _not_modified(request, entry):
             return web.Response(status=304, reason="Not Modified", headers=headers)
         # web.Response: head and body leave in one write, Content-Length from the body
