@@ -12,6 +12,8 @@ gateway's JWKS caching and refetch-on-unknown-kid can be watched working:
     POST /token            {"sub": "alice", "alg": "RS256", "scope": "orders:read",
                             "aud": "api", "expires_in": 300, "claims": {...}}
                            -> {"access_token": ..., "token_type": "Bearer", "expires_in"}
+                           also "header": {...} (extra JWS header fields: jku, crit, an odd
+                           kid) and "raw_payload": "..." (signed byte for byte)
     POST /_rotate          new keys with new kids; the old public keys stay published
                            unless {"drop_old": true}
     GET  /_stats           {"jwks_fetches": n, "tokens": n}; DELETE resets the counts
@@ -20,4 +22,5 @@ gateway's JWKS caching and refetch-on-unknown-kid can be watched working:
 A real identity provider (Keycloak, Auth0, Okta, Dex) authenticates users and clients
 before it issues anything; this one issues whatever it is asked for, to whoever asks.
 It is a test fixture: it binds 127.0.0.1 only and must never face a network.
+forge.py builds the tokens an attacker would send without any private key.
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 import urllib.error
@@ -13,6 +14,7 @@ from typing import Any
 import jwt
 import pytest
 
+from common.idp import forge
 from common.testing.processes import Proc, spawn
 
 SECRET = "a-test-secret-" + "x" * 64  # HS512 wants 64 bytes at least (RFC 7518 §3.2)
@@ -93,3 +95,71 @@ def test_an_unknown_algorithm_is_refused(idp: Proc) -> None:
         call(idp, "/token", {"alg": "none"})
     assert refused.value.code == 400
     assert json.load(refused.value)["error"] == "invalid_request"
+
+
+# --- forge.py: what an attacker sends, and that a correct verifier refuses it -----------
+
+
+CLAIMS = {"iss": "http://idp", "sub": "mallory", "aud": "api", "exp": 4_102_444_800}
+
+
+def public_key(idp: Proc, kid: str) -> Any:
+    return keys_by_kid(idp)[kid].key
+
+
+@pytest.mark.parametrize("spelling", ["none", "None", "NONE", "nOnE"])
+def test_alg_none_is_refused_by_a_verifier_that_names_its_algorithms(
+    idp: Proc, spelling: str
+) -> None:
+    token = forge.alg_none(CLAIMS, spelling)
+    assert token.endswith(".")  # no signature at all
+    with pytest.raises(jwt.InvalidTokenError):
+        jwt.decode(token, public_key(idp, "rsa-1"), algorithms=["RS256"], audience="api")
+
+
+def test_key_confusion_is_a_valid_hmac_with_the_public_key_and_is_refused(idp: Proc) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    rsa_key = public_key(idp, "rsa-1")
+    pem = rsa_key.public_bytes(serialization.Encoding.PEM,
+                               serialization.PublicFormat.SubjectPublicKeyInfo)  # fmt: skip
+    token = forge.hs256_with_public_key(CLAIMS, pem, "rsa-1")
+    unsigned, signature = token.rsplit(".", 1)
+    naive = forge.b64url(forge.hmac.new(pem, unsigned.encode(), forge.hashlib.sha256).digest())
+    assert signature == naive  # a verifier trusting the header's alg would accept it
+    with pytest.raises(jwt.InvalidAlgorithmError):
+        jwt.decode(token, rsa_key, algorithms=["RS256"], audience="api")
+
+
+def test_psychic_signature_is_refused(idp: Proc) -> None:
+    token = forge.psychic_es256(CLAIMS, "ec-1")
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token, public_key(idp, "ec-1"), algorithms=["ES256"], audience="api")
+
+
+def test_stripped_tampered_and_malformed_tokens_are_refused(idp: Proc) -> None:
+    real = call(idp, "/token", {"alg": "RS256"})["access_token"]
+    key = public_key(idp, "rsa-1")
+    for token in (forge.stripped(real), forge.resigned_claims(real, CLAIMS),
+                  forge.extra_segment(real), forge.bad_base64(real)):  # fmt: skip
+        with pytest.raises(jwt.InvalidTokenError):
+            jwt.decode(token, key, algorithms=["RS256"], audience="api")
+    jwt.decode(real, key, algorithms=["RS256"], audience="api")  # the untouched one passes
+
+
+def segment(token: str, n: int) -> bytes:
+    part = token.split(".")[n]
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def test_the_provider_signs_odd_headers_and_raw_payloads(idp: Proc) -> None:
+    """Validly signed oddities: what a gateway does with them is its own business."""
+    headers = {"jku": "http://evil.example/jwks", "crit": ["x-unknown"], "kid": "../../etc/passwd"}
+    token = call(idp, "/token", {"header": headers})["access_token"]
+    # Read by hand: PyJWT itself refuses to parse a header whose `crit` it does not know.
+    header = json.loads(segment(token, 0))
+    assert {k: header[k] for k in headers} == headers
+    raw = '{"sub":"alice","sub":"admin","aud":"api","exp":4102444800}'
+    token = call(idp, "/token", {"alg": "HS256", "raw_payload": raw})["access_token"]
+    assert segment(token, 1).decode() == raw
+    assert jwt.PyJWS().decode(token, SECRET, algorithms=["HS256"]).decode() == raw
