@@ -261,7 +261,7 @@ def test_purge_by_url_and_by_prefix_on_the_admin_listener(cache_gateway: Proc) -
 def test_concurrent_misses_for_one_key_make_one_origin_request(
     cache_gateway: Proc, counted: Proc
 ) -> None:
-    target = unique("coalesce") + "?cache_control=max-age=60&delay=400"
+    target = unique("coalesce") + "?cache_control=max-age=60&delay=1000"
     with ThreadPoolExecutor(max_workers=30) as pool:
         replies = list(pool.map(lambda _: get(cache_gateway, target), range(30)))
     assert {generation(r) for r in replies} == {1}
@@ -286,11 +286,11 @@ def test_misses_that_turn_out_uncacheable_each_reach_the_origin(
 def test_stale_while_revalidate_serves_stale_and_refreshes_in_the_background(
     cache_gateway: Proc,
 ) -> None:
-    target = unique("swr") + "?cache_control=max-age=0,%20stale-while-revalidate=60&delay=300"
+    target = unique("swr") + "?cache_control=max-age=0,%20stale-while-revalidate=60&delay=1500"
     assert generation(get(cache_gateway, target)) == 1
     start = time.monotonic()
     stale = get(cache_gateway, target)
-    assert generation(stale) == 1 and time.monotonic() - start < 0.3  # not waiting for 300 ms
+    assert generation(stale) == 1 and time.monotonic() - start < 1.0  # not the origin's 1.5 s
     assert "stale-while-revalidate" in cache_status(stale)
     until("the background refresh stored generation 2",
           lambda: generation(get(cache_gateway, target)) >= 2)  # fmt: skip
