@@ -46,12 +46,12 @@ from rich.console import Console
 
 from common.bench import cpu, load
 from common.bench.eventloop import loop_factory
-from common.bench.lb_report import Section, print_markdown, print_rich
-from common.bench.run import machine_summary, pin_this_process
+from common.bench.lb_report import Section, report
+from common.bench.run import BenchError, find_stage, machine_summary, pin_this_process
 from common.bench.workloads import zipf_keys
 from common.redisserver import RedisServer, spawn_redis
 from common.testing.gateway import stage_render, start_gateway
-from common.testing.processes import REPO_ROOT, Proc, rss_kib, spawn
+from common.testing.processes import Proc, rss_kib, spawn
 from common.testing.specs import CacheSpec, GatewaySpec, RouteSpec
 
 BOUND = 32 << 20
@@ -243,13 +243,6 @@ def memory_bound(world: World, runner: asyncio.Runner, scale: float) -> Section:
     return out
 
 
-def find(name: str) -> Path:
-    matches = sorted(REPO_ROOT.glob(f"{name}*"))
-    if not matches or not (matches[0] / "gateway").is_dir():
-        raise SystemExit(f"cache-bench: no stage folder {name!r} with a gateway/")
-    return matches[0]
-
-
 def run_all(before: Path, after: Path, scale: float, console: Console) -> list[Section]:
     sections: list[Section] = []
     with tempfile.TemporaryDirectory(prefix="cache-bench-") as tmp, contextlib.ExitStack() as stack:
@@ -275,20 +268,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="shorter runs (about half)")
     parser.add_argument("--markdown", action="store_true", help="Markdown for ARCHITECTURE.md")
     args = parser.parse_args(argv)
-    before, after = find(args.before), find(args.after)
+    try:
+        before, after = find_stage(args.before, "--before"), find_stage(args.after, "--after")
+    except BenchError as exc:
+        parser.error(str(exc))
+    assert before is not None and after is not None  # names given: a stage or an error
     console = Console(stderr=args.markdown)
     try:
         sections = run_all(before, after, 0.5 if args.quick else 1.0, console)
     except (RuntimeError, OSError) as exc:
         Console(stderr=True, soft_wrap=True).print(f"[red]cache-bench:[/] {exc}", highlight=False)
         return 2
-    machine = machine_summary()
-    if args.markdown:
-        print_markdown(sections, machine)
-    else:
-        print_rich(sections, machine, console)
-    met = [m for s in sections for _, m in s.verdicts if m is not None]
-    return 0 if all(met) else 1
+    return report(sections, machine_summary(), console, args.markdown)
 
 
 if __name__ == "__main__":

@@ -51,13 +51,13 @@ from rich.console import Console
 
 from common.bench import cpu, load
 from common.bench.eventloop import loop_factory
-from common.bench.lb_report import Section, print_markdown, print_rich
-from common.bench.run import machine_summary, pin_this_process
+from common.bench.lb_report import Section, report
+from common.bench.run import BenchError, find_stage, machine_summary, pin_this_process
 from common.contracts.upstreams import refused_port
 from common.lb_chaos.observe import upstreams_url
 from common.testing.control import control
 from common.testing.gateway import stage_render, start_gateway
-from common.testing.processes import REPO_ROOT, Proc, spawn, start_backend, wait_healthy
+from common.testing.processes import Proc, spawn, start_backend, wait_healthy
 from common.testing.specs import (
     BulkheadSpec,
     ChannelSpec,
@@ -571,13 +571,6 @@ def _s(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds:.1f} s"
 
 
-def find(name: str) -> Path:
-    matches = sorted(REPO_ROOT.glob(f"{name}*"))
-    if not matches or not (matches[0] / "gateway").is_dir():
-        raise SystemExit(f"channelling-bench: no stage folder {name!r} with a gateway/")
-    return matches[0]
-
-
 SCENARIOS = (
     ("degraded pool", degraded, 6.0),
     ("retry storm", storm, 4.0),
@@ -619,7 +612,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N", help="run scenario N only (1-6; repeatable)",
     )  # fmt: skip
     args = parser.parse_args(argv)
-    before, after = find(args.before), find(args.after)
+    try:
+        before, after = find_stage(args.before, "--before"), find_stage(args.after, "--after")
+    except BenchError as exc:
+        parser.error(str(exc))
+    assert before is not None and after is not None  # names given: a stage or an error
     console = Console(stderr=args.markdown)
     try:
         sections = run_all(before, after, 0.5 if args.quick else 1.0, console, set(args.only))
@@ -628,13 +625,7 @@ def main(argv: list[str] | None = None) -> int:
             f"[red]channelling-bench:[/] {exc}", highlight=False
         )
         return 2
-    machine = machine_summary()
-    if args.markdown:
-        print_markdown(sections, machine)
-    else:
-        print_rich(sections, machine, console)
-    met = [m for s in sections for _, m in s.verdicts if m is not None]
-    return 0 if all(met) else 1
+    return report(sections, machine_summary(), console, args.markdown)
 
 
 if __name__ == "__main__":

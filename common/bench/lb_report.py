@@ -66,3 +66,14 @@ def print_markdown(sections: list[Section], machine: str) -> None:
             print(f"{'·' if met is None else '✓' if met else '✗'} {claim}  ")
         print()
     print(f"Machine: {machine}")
+
+
+def report(sections: list[Section], machine: str, console: Console, markdown: bool) -> int:
+    """Print the sections (rich, or Markdown for an ARCHITECTURE.md); the exit status: 0
+    when every judged claim was met, 1 when one was not."""
+    if markdown:
+        print_markdown(sections, machine)
+    else:
+        print_rich(sections, machine, console)
+    met = [m for s in sections for _, m in s.verdicts if m is not None]
+    return 0 if all(met) else 1

@@ -145,8 +145,9 @@ def pin_this_process() -> Pinning:
 # --- the processes ------------------------------------------------------------------------
 
 
-def find_stage(name: str | None) -> Path | None:
-    """--stage NAME (e.g. 01_pass_through, 01), or the newest stage with a gateway/."""
+def find_stage(name: str | None, flag: str = "--stage") -> Path | None:
+    """--stage NAME (e.g. 01_pass_through, 01), or the newest stage with a gateway/.
+    `flag`: the option the name came from, for the error message."""
     with_gateway = sorted(
         p.parent.parent for p in REPO_ROOT.glob("[0-9][0-9]_*/gateway/__main__.py")
     )
@@ -159,10 +160,10 @@ def find_stage(name: str | None) -> Path | None:
         if p.name in (name,) or p.name.startswith(name + "_")
     ]
     if not matches:
-        raise BenchError(f"--stage {name}: no such stage folder in {REPO_ROOT}")
+        raise BenchError(f"{flag} {name}: no such stage folder in {REPO_ROOT}")
     stage = matches[0]
     if not (stage / "gateway" / "__main__.py").exists():
-        raise BenchError(f"--stage {name}: {stage.name} has no gateway/ package to bench")
+        raise BenchError(f"{flag} {name}: {stage.name} has no gateway/ package to bench")
     return stage
 
 

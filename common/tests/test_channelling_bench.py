@@ -52,4 +52,4 @@ def test_a_stage_that_does_not_exist_is_a_clear_error() -> None:
         timeout=60,
     )
     assert result.returncode != 0
-    assert "no stage folder '99'" in result.stderr and "Traceback" not in result.stderr
+    assert "--after 99: no such stage folder" in result.stderr and "Traceback" not in result.stderr

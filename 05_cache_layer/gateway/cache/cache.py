@@ -209,14 +209,11 @@ class Cache:
 
     async def _follow(self, request: web.Request, fill: Fill) -> web.StreamResponse | None:
         """Coalescing: the leader's response, streamed from its fill; None: go yourself."""
-        fill.followers += 1
         try:
             head = await asyncio.wait_for(asyncio.shield(fill.head), self.config.lock_timeout)
         except TimeoutError:
             self.counts["lock-timeout"] += 1
             return None
-        finally:
-            fill.followers -= 1
         if head is None or not head.matches(request.headers):
             return None
         self.counts["collapsed"] += 1

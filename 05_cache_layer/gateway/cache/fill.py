@@ -40,7 +40,6 @@ class Fill:
         self.size = 0  # bytes of the body arrived so far
         self.expected: int | None = None  # its Content-Length, when it gave one
         self.state: State = "waiting"
-        self.followers = 0
         self._more: asyncio.Future[None] | None = None
         self._on_done: Callable[[Fill, Entry], None] | None = None
 
