@@ -19,7 +19,7 @@ STAGE ?= $(NEWEST_GATEWAY)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test check propagate diff lint services pass-through trie lb restart stop-all bench trie-bench \
-	lb-bench lb-chaos channelling channelling-bench cache cache-bench cache-conformance clean
+	lb-bench lb-chaos channelling channelling-bench cache cache-bench cache-conformance auth auth-bench clean
 
 help: ## list every target (the default)
 	@echo "usage: make <target>   (first use creates .venv and installs requirements.txt)"
@@ -73,6 +73,9 @@ channelling: $(STAMP) ## 04: six backends + the gateway with retries, breakers, 
 cache: $(STAMP) ## 05: six backends + the gateway with a shared HTTP cache; REDIS=1: Redis + 2 workers
 	$(PY) -m common.launch 05_cache_layer $(if $(REDIS),--redis)
 
+auth: $(STAMP) ## 06: six backends, the identity provider on :9100, the gateway with API keys and JWT
+	$(PY) -m common.launch 06_authentication $(if $(REDIS),--redis)
+
 restart: $(STAMP) ## start a backend of the running stage again: make restart NAME=users-b
 	@test -n "$(NAME)" || { echo "usage: make restart NAME=users-b"; exit 2; }
 	@$(PY) -m common.launch --restart $(NAME)
@@ -100,6 +103,9 @@ cache-bench: $(STAMP) ## 04 vs 05: hit/miss CPU, Zipf hit ratio, coalescing, the
 
 cache-conformance: $(STAMP) ## the public HTTP cache test suite vs the newest stage (~75 s; CACHE_TESTS=dir, ARGS=--id ID)
 	$(PY) -m common.cache_conformance $(ARGS)
+
+auth-bench: $(STAMP) ## 05 vs 06: CPU per request for API keys and JWT per algorithm, with and without the verified-token cache (~1.5 min; ARGS=--quick)
+	$(PY) -m common.bench.auth_bench $(ARGS)
 
 clean: ## remove caches and .run/ (keeps .venv)
 	rm -rf .run .pytest_cache .hypothesis .ruff_cache

@@ -39,7 +39,11 @@ COUNTS = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)")
 NO_TESTS_COLLECTED = 5  # pytest's exit code when it found nothing to run
 # Rough seconds per suite on 2 cores, to start the long ones first. Only the order depends
 # on these: a wrong guess costs a little wall time, never a result.
-EXPECTED_SECONDS = {"common": 140, "05_cache_layer": 160}  # 05 runs the conformance suite
+EXPECTED_SECONDS = {
+    "common": 140,
+    "05_cache_layer": 160,
+    "06_authentication": 170,
+}  # 05+ run the conformance suite
 
 
 @dataclass

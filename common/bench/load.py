@@ -158,9 +158,16 @@ async def _keep_connected(host: str, port: int, request: bytes, window: _Window)
 
 
 async def run_builtin(
-    url: str, *, connections: int, duration: float, warmup: float, meter: Meter | None = None
+    url: str,
+    *,
+    connections: int,
+    duration: float,
+    warmup: float,
+    meter: Meter | None = None,
+    headers: tuple[tuple[str, str], ...] = (),
 ) -> LoadResult:
-    """Load `url` from this process's event loop (uvloop in `python -m common.bench`)."""
+    """Load `url` from this process's event loop (uvloop in `python -m common.bench`);
+    every request carries `headers` too (auth-bench: a key or a bearer token)."""
     host, port, path = loopback_target(url)
     if not 0 < duration <= MAX_SECONDS:
         raise LoadError(f"duration {duration}s: expected 0 < duration <= {MAX_SECONDS}")
@@ -171,7 +178,8 @@ async def run_builtin(
         await writer.wait_closed()
     except (OSError, TimeoutError) as exc:
         raise LoadError(f"cannot connect to {url}: {exc}") from exc
-    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode()
     window = _Window()
     tasks = [
         asyncio.create_task(_keep_connected(host, port, request, window))

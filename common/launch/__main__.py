@@ -20,7 +20,7 @@ from common.launch import output, pidfiles, restart, sockets
 from common.launch.children import _parent_death_signal as parent_death_signal
 from common.launch.config import REPO_ROOT, LaunchError, load_stage
 from common.launch.stop_all import stop_all
-from common.launch.supervisor import ADMIN, Supervisor
+from common.launch.supervisor import ADMIN, IDP, Supervisor
 from common.redisserver import RedisUnavailable, spawn_redis
 
 
@@ -67,6 +67,8 @@ def launch(stage_arg: str, run_dir: Path, redis: bool = False) -> int:
     try:
         stage = load_stage(stage_arg)
         children = [b.name for b in stage.services.backends]
+        if stage.services.idp is not None:
+            children.append(IDP)
         launcher_pid_file, notes = pidfiles.claim_stage(run_dir, stage.name, children=children)
     except LaunchError as e:
         output.error(str(e))
@@ -75,6 +77,8 @@ def launch(stage_arg: str, run_dir: Path, redis: bool = False) -> int:
         output.info(note)
     try:
         wanted = [(b.name, b.port) for b in stage.services.backends]
+        if stage.services.idp is not None:
+            wanted.append((IDP, stage.services.idp.port))
         gateway = stage.services.gateway
         if gateway is not None:
             wanted.append(("gateway", gateway.port))

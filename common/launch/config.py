@@ -58,8 +58,18 @@ class GatewaySpec(_Strict):
     health: Annotated[str, Field(pattern=r"^/")]
 
 
+class IdpSpec(_Strict):
+    """Stage 06 on: the demo identity provider (common/idp), started with the backends.
+    Its issuer is http://127.0.0.1:PORT; `secret` is the HMAC key of its HS256 tokens,
+    the same one the stage's gateway.toml holds."""
+
+    port: Annotated[int, Field(ge=1, le=65535)]
+    secret: Annotated[str, Field(min_length=64)]
+
+
 class ServicesFile(_Strict):
     backends: list[BackendSpec] = []
+    idp: IdpSpec | None = None
     gateway: GatewaySpec | None = None
 
 
@@ -138,6 +148,13 @@ def _check_consistency(shown: str, stage_dir: Path, services: ServicesFile) -> N
                 f" {ports[backend.port]}"
             )
         ports.setdefault(backend.port, backend.name)
+    if services.idp is not None:
+        if services.idp.port in ports:
+            problems.append(
+                f"{shown}: idp.port: port {services.idp.port} is already used by"
+                f" {ports[services.idp.port]}"
+            )
+        ports.setdefault(services.idp.port, "idp")
     gateway = services.gateway
     if gateway is not None:
         for key in ("port", "admin_port"):

@@ -43,6 +43,7 @@ HEALTH_TIMEOUT = 20.0
 
 Failure = tuple[Child, str]  # who, and what happened to it
 ADMIN = "gateway admin"  # the admin listener's socket, in the sockets bound at launch
+IDP = "idp"  # stage 06 on: the identity provider (common/idp)
 
 
 class Supervisor:
@@ -68,6 +69,17 @@ class Supervisor:
             )
             for i, b in enumerate(stage.services.backends)
         ]
+        if (idp := stage.services.idp) is not None:
+            # Started with the backends, before the gateway: the gateway fetches its keys
+            # at start-up.
+            self.backends.append(Child(
+                name=IDP,
+                argv=[sys.executable, "-m", "common.idp", "--secret", idp.secret],
+                cwd=REPO_ROOT,
+                sock=sockets[IDP],
+                health_path="/health",
+                colour=output.colour_for(len(self.backends)),
+            ))  # fmt: skip
         gw = stage.services.gateway
         # The gateway runs in the stage folder: `python -m gateway` imports that stage's
         # package (the current directory comes first on sys.path), and the config path in

@@ -42,6 +42,19 @@ class ChannelSpec:
 
 
 @dataclass(frozen=True)
+class RouteAuthSpec:
+    """Stage 06 on: who may call one route. `mode` is public, key, jwt or either."""
+
+    mode: str = "public"
+    scopes: tuple[str, ...] = ()
+    issuers: tuple[str, ...] | None = None  # None: every issuer of AuthSpec
+    key_header: str | None = None  # None: the stage's default (X-API-Key)
+    key_query: str | None = None  # a query parameter that may carry the key
+    forward_credential: bool = False
+    per_consumer_cache: bool = False  # the cache keeps each consumer's entries apart
+
+
+@dataclass(frozen=True)
 class RouteSpec:
     """Requests under `prefix` go to `upstream`: a base URL, or (stage 03 on) a pool's name."""
 
@@ -51,6 +64,7 @@ class RouteSpec:
     preserve_host: bool = False
     encoded_slash: str = "reject"  # stage 02 on: "keep" takes %2F in its paths as data
     channel: ChannelSpec | None = None  # stage 04 on; None: GatewaySpec.channel
+    auth: RouteAuthSpec | None = None  # stage 06 on; None: public
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,7 @@ class PathRoute:
     rewrite: str | None = None
     encoded_slash: str = "reject"  # "keep": %2F in this route's paths is data
     channel: ChannelSpec | None = None  # stage 04 on; None: GatewaySpec.channel
+    auth: RouteAuthSpec | None = None  # stage 06 on; None: public
 
 
 @dataclass(frozen=True)
@@ -147,6 +162,46 @@ class CacheSpec:
 
 
 @dataclass(frozen=True)
+class IssuerSpec:
+    """Stage 06 on: one trusted token issuer. Keys from `jwks_url`, from discovery, or an
+    inline HMAC `secret`."""
+
+    name: str
+    issuer: str  # the iss claim
+    algorithms: tuple[str, ...]
+    audiences: tuple[str, ...] = ("api",)
+    jwks_url: str | None = None
+    discovery: bool = False
+    secret: str | None = None
+    leeway: float | None = None
+    required_claims: tuple[str, ...] | None = None
+    refetch_interval: float | None = None
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """Stage 06 on: one consumer. `api_keys`: (key id, "sha256:...") pairs; `subjects`:
+    "issuer name:sub" strings that are this consumer."""
+
+    id: str
+    name: str = ""
+    scopes: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    api_keys: tuple[tuple[str, str], ...] = ()
+    subjects: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuthSpec:
+    """Stage 06 on: [auth], its issuers, and the consumers."""
+
+    issuers: tuple[IssuerSpec, ...] = ()
+    consumers: tuple[ConsumerSpec, ...] = ()
+    verified_cache: int | None = None  # None: the stage's default; 0: no cache
+    max_token_bytes: int | None = None
+
+
+@dataclass(frozen=True)
 class GatewaySpec:
     """One gateway: routes, the pools they may name, and the settings tests vary.
 
@@ -166,3 +221,4 @@ class GatewaySpec:
     max_in_flight: int = 1024  # stage 04 on: requests in flight; past it, 503
     retry_budget: tuple[float, int] = (0.2, 3)  # stage 04 on: (ratio, min_retries)
     cache: CacheSpec | None = None  # stage 05 on; None: the stage's defaults
+    auth: AuthSpec | None = None  # stage 06 on; None: no issuers, no consumers

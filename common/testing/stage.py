@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sys
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import pytest
 from common.contracts.upstreams import refused_port
 from common.demo import DemoResult, load_demo, run_demo
 from common.testing.gateway import start_gateway
-from common.testing.processes import HOST, Proc, start_backend, wait_healthy
+from common.testing.processes import HOST, Proc, spawn, start_backend, wait_healthy
 
 
 @dataclass
@@ -35,6 +36,7 @@ class RunningStage:
     backends: dict[str, Proc]  # by services.toml name: "users-a"
     gateway: Proc
     services: dict[str, Any]  # services.toml, parsed
+    idp: Proc | None = None  # stage 06 on: the identity provider (common/idp)
 
     def run_demo(self, demo: Path) -> dict[int, DemoResult]:
         """Every request of `demo` against this stage, in order; keyed by its number.
@@ -42,6 +44,8 @@ class RunningStage:
         where = {"gateway": self.gateway.url}
         if self.gateway.admin_port is not None:
             where["admin"] = self.gateway.admin_url
+        if self.idp is not None:
+            where["idp"] = self.idp.url
         return {r.request.number: r for r in run_demo(demo, where)}
 
 
@@ -61,6 +65,12 @@ def running_stage(stage_dir: Path, tmp_path: Path) -> Iterator[RunningStage]:
             started.append(proc)
             backends[name] = proc
             by_port[backend["port"]] = proc.url
+        idp = None
+        if "idp" in services:  # stage 06 on; its issuer URL is its own, ephemeral, address
+            argv = [sys.executable, "-m", "common.idp", "--secret", services["idp"]["secret"]]
+            idp = spawn("idp", argv, log_dir=tmp_path, wait=False)
+            started.append(idp)
+            by_port[services["idp"]["port"]] = idp.url
         for proc in started:
             wait_healthy(proc)
 
@@ -77,7 +87,7 @@ def running_stage(stage_dir: Path, tmp_path: Path) -> Iterator[RunningStage]:
         )
         gateway = start_gateway(stage_dir, config, tmp_path)
         started.append(gateway)
-        yield RunningStage(backends, gateway, services)
+        yield RunningStage(backends, gateway, services, idp)
     finally:
         for proc in reversed(started):
             proc.stop()

@@ -257,6 +257,34 @@ def test_redis_starts_a_private_server_and_stops_it_with_the_stage(tmp_path, lau
     assert not ping(port)
 
 
+def test_the_identity_provider_starts_with_the_backends_and_stops_with_them(
+    tmp_path, launch
+) -> None:
+    """Stage 06's [idp]: the demo identity provider, on its port, recorded like a child."""
+    secret = "s" * 64
+    with socket.socket() as probe:  # a free port for the IdP, whose issuer URL names it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    toml = backends_toml(("users", "a", 0)) + f'[idp]\nport = {port}\nsecret = "{secret}"\n'
+    stage = make_stage(tmp_path, "12_idp", toml)
+    launcher = launch(stage, "--run-dir", tmp_path / "run")
+    records = launcher.wait_ready("12_idp", ["users-a", "idp"])
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/.well-known/openid-configuration",
+                                timeout=5) as response:  # fmt: skip
+        assert json.load(response)["issuer"] == f"http://127.0.0.1:{port}"
+    launcher.popen.terminate()
+    assert launcher.wait() == 0, launcher.output
+    assert "idp stopped (exited with code 0)" in launcher.output
+    assert not running(records["idp"])
+
+
+def test_an_idp_port_used_twice_is_a_config_error(tmp_path) -> None:
+    toml = backends_toml(("users", "a", 9701)) + '[idp]\nport = 9701\nsecret = "' + "s" * 64 + '"\n'
+    result = run_launcher(tmp_path, make_stage(tmp_path, "13_clash", toml))
+    assert result.returncode == 2
+    assert "idp.port: port 9701 is already used by users-a" in result.stderr
+
+
 def test_a_second_launch_of_a_running_stage_is_refused(tmp_path, launch) -> None:
     stage = make_stage(tmp_path, "11_once", backends_toml(("users", "a", 0)))
     first = launch(stage, "--run-dir", tmp_path / "run")
