@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from common.cache_conformance import FLOOR_PASSED, FLOOR_REQUIRED
 from common.contracts.wire import PROBLEM_KEYS, Reply, send
@@ -367,7 +368,13 @@ def test_two_workers_share_the_redis_store(
                             "--workers", "2")  # fmt: skip
     try:
         target = unique("redis") + "?cache_control=max-age=60"
-        replies = [get(gateway, target) for _ in range(12)]  # each on a fresh connection
+        replies = [get(gateway, target)]
+        # The store write follows the answer: until it lands, the other worker (which
+        # cannot see this one's fill) would miss too. Wait for the entry itself.
+        client = redis.Redis.from_url(redis_server.url)
+        until("the entry is in Redis", lambda: bool(client.keys("*" + target)))
+        client.close()
+        replies += [get(gateway, target) for _ in range(11)]  # each on a fresh connection
         assert {generation(r) for r in replies} == {1}
         assert sum("hit" in cache_status(r) for r in replies) == 11
         pids = {admin(gateway, "/cache")["pid"] for _ in range(30)}

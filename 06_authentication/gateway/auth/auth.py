@@ -292,7 +292,7 @@ class Authenticator:
         """The request as the upstream gets it: identity headers set from the verified
         identity, the client's own identity-family headers removed, and the credential
         removed unless the route forwards it."""
-        drop = set() if policy.forward_credential else self._credential_headers(policy)
+        drop = policy.credential_headers
         headers = CIMultiDict(
             (n, v) for n, v in request.headers.items() if n.lower() not in drop and not spoofable(n)
         )
@@ -305,14 +305,6 @@ class Authenticator:
                 # The route match carries the target the upstream (and the cache key) uses.
                 clone[ROUTE] = found._replace(path=found.path._replace(query=query))
         return clone
-
-    def _credential_headers(self, policy: AuthPolicy) -> set[str]:
-        names = set()
-        if policy.wants_jwt:
-            names.add("authorization")
-        if policy.wants_key:
-            names.add(policy.key_header.lower())
-        return names
 
     # --- answers ---------------------------------------------------------------------------
 

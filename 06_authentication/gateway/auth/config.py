@@ -207,6 +207,9 @@ class AuthPolicy:
     key_header: str
     key_query: str  # "": not in the query
     forward_credential: bool
+    # The headers that carry this route's credential, lower case: removed before
+    # forwarding unless forward_credential (empty then). Worked out once, not per request.
+    credential_headers: frozenset[str] = frozenset()
 
     @property
     def wants_key(self) -> bool:
@@ -222,14 +225,20 @@ class AuthPolicy:
         merged.update(scopes=[], issuers=None)
         if route is not None:
             merged.update(route.model_dump(include=route.model_fields_set))
-        issuers = merged["issuers"]
+        issuers, mode = merged["issuers"], merged["mode"]
+        carriers = set()
+        if mode in ("jwt", "either"):
+            carriers.add("authorization")
+        if mode in ("key", "either"):
+            carriers.add(merged["key_header"].lower())
         return cls(
-            mode=merged["mode"],
+            mode=mode,
             scopes=frozenset(merged["scopes"]),
             issuers=None if issuers is None else frozenset(issuers),
             key_header=merged["key_header"],
             key_query=merged["key_query"],
             forward_credential=merged["forward_credential"],
+            credential_headers=frozenset() if merged["forward_credential"] else frozenset(carriers),
         )
 
 
