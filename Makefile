@@ -19,7 +19,7 @@ STAGE ?= $(NEWEST_GATEWAY)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test check propagate diff lint services pass-through trie lb restart stop-all bench trie-bench \
-	lb-bench lb-chaos channelling channelling-bench cache cache-bench cache-conformance auth auth-bench clean
+	lb-bench lb-chaos channelling channelling-bench cache cache-bench cache-conformance auth auth-bench rate-limit ratelimit-bench bench-all clean
 
 help: ## list every target (the default)
 	@echo "usage: make <target>   (first use creates .venv and installs requirements.txt)"
@@ -76,6 +76,9 @@ cache: $(STAMP) ## 05: six backends + the gateway with a shared HTTP cache; REDI
 auth: $(STAMP) ## 06: six backends, the identity provider on :9100, the gateway with API keys and JWT
 	$(PY) -m common.launch 06_authentication $(if $(REDIS),--redis)
 
+rate-limit: $(STAMP) ## 07: backends, the identity provider, a private Redis, the gateway (2 workers) with rate limits
+	$(PY) -m common.launch 07_rate_limiting --redis
+
 restart: $(STAMP) ## start a backend of the running stage again: make restart NAME=users-b
 	@test -n "$(NAME)" || { echo "usage: make restart NAME=users-b"; exit 2; }
 	@$(PY) -m common.launch --restart $(NAME)
@@ -106,6 +109,12 @@ cache-conformance: $(STAMP) ## the public HTTP cache test suite vs the newest st
 
 auth-bench: $(STAMP) ## 05 vs 06: CPU per request for API keys and JWT per algorithm, with and without the verified-token cache (~1.5 min; ARGS=--quick)
 	$(PY) -m common.bench.auth_bench $(ARGS)
+
+ratelimit-bench: $(STAMP) ## 06 vs 07: accuracy (2,000 at once, workers, Redis), the window edge, overhead, Redis stopped (~1.5 min; ARGS=--quick)
+	$(PY) -m common.bench.ratelimit_bench $(ARGS)
+
+bench-all: $(STAMP) ## every stage 01-07, the same request, its concerns on: CPU µs, p50/p99, what each added (~1.5 min; ARGS=--quick)
+	$(PY) -m common.bench.bench_all $(ARGS)
 
 clean: ## remove caches and .run/ (keeps .venv)
 	rm -rf .run .pytest_cache .hypothesis .ruff_cache

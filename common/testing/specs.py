@@ -55,6 +55,27 @@ class RouteAuthSpec:
 
 
 @dataclass(frozen=True)
+class LimitSpec:
+    """Stage 07 on: one rate limit of a route: `requests` per `window` seconds."""
+
+    name: str
+    requests: int
+    window: float
+    algorithm: str = "gcra"  # or sliding_window, fixed_window
+    plans: tuple[tuple[str, int], ...] = ()  # (plan, requests) for consumers with that plan
+
+
+@dataclass(frozen=True)
+class RouteLimitSpec:
+    """Stage 07 on: a route's `rate_limit` table."""
+
+    limits: tuple[LimitSpec, ...] = ()
+    concurrency: int | None = None
+    key: str | None = None  # consumer, client_ip, api_key, header:NAME; None: the default
+    failure_mode: str | None = None  # open or closed; None: the default
+
+
+@dataclass(frozen=True)
 class RouteSpec:
     """Requests under `prefix` go to `upstream`: a base URL, or (stage 03 on) a pool's name."""
 
@@ -65,6 +86,7 @@ class RouteSpec:
     encoded_slash: str = "reject"  # stage 02 on: "keep" takes %2F in its paths as data
     channel: ChannelSpec | None = None  # stage 04 on; None: GatewaySpec.channel
     auth: RouteAuthSpec | None = None  # stage 06 on; None: public
+    rate_limit: RouteLimitSpec | None = None  # stage 07 on; None: no limits
 
 
 @dataclass(frozen=True)
@@ -85,6 +107,7 @@ class PathRoute:
     encoded_slash: str = "reject"  # "keep": %2F in this route's paths is data
     channel: ChannelSpec | None = None  # stage 04 on; None: GatewaySpec.channel
     auth: RouteAuthSpec | None = None  # stage 06 on; None: public
+    rate_limit: RouteLimitSpec | None = None  # stage 07 on; None: no limits
 
 
 @dataclass(frozen=True)
@@ -189,6 +212,7 @@ class ConsumerSpec:
     groups: tuple[str, ...] = ()
     api_keys: tuple[tuple[str, str], ...] = ()
     subjects: tuple[str, ...] = ()
+    plan: str = ""  # stage 07 on: which of a limit's plans applies
 
 
 @dataclass(frozen=True)
@@ -199,6 +223,20 @@ class AuthSpec:
     consumers: tuple[ConsumerSpec, ...] = ()
     verified_cache: int | None = None  # None: the stage's default; 0: no cache
     max_token_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class RateLimitSpec:
+    """Stage 07 on: [rate_limit]. None keeps the stage's default."""
+
+    store: str | None = None  # memory, redis, auto
+    redis_url: str | None = None
+    redis_timeout: float | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    failure_mode: str | None = None
+    fallback: bool | None = None
+    breaker_failures: int | None = None
+    breaker_open_for: float | None = None
 
 
 @dataclass(frozen=True)
@@ -222,3 +260,4 @@ class GatewaySpec:
     retry_budget: tuple[float, int] = (0.2, 3)  # stage 04 on: (ratio, min_retries)
     cache: CacheSpec | None = None  # stage 05 on; None: the stage's defaults
     auth: AuthSpec | None = None  # stage 06 on; None: no issuers, no consumers
+    rate_limit: RateLimitSpec | None = None  # stage 07 on; None: the stage's defaults

@@ -1,0 +1,133 @@
+"""The admin listener: the gateway's own endpoints, on their own socket (default :8081).
+
+    GET /health       {"status": "ok", "pid"}: this process is up and serving
+    GET /upstreams    every pool: strategy, bulkhead, and each target's state (healthy,
+                      unhealthy, open, half-open), requests in flight, openings
+    GET /channel      the retry budget, the load shedder, WebSocket connections
+    GET /cache        the store (keys, bytes, evictions; Redis: available, errors) and
+                      counts of hits, misses, revalidations, coalesced requests
+    POST /cache/purge?url=/products/1     forget one target, every variant
+    POST /cache/purge?prefix=/products    forget every target under a prefix
+    GET /auth         counts (accepted, missing, invalid, insufficient_scope), the
+                      verified-token cache, each issuer's keys (kids, fetches, failures)
+    GET /ratelimit    admitted, limited, store trouble; the store (keys, or Redis: decisions,
+                      errors, breaker) and the local fallback
+
+Until stage 03 `/_gateway/health` and `/_gateway/upstreams` answered on the public port,
+beside the routes, where anyone on the internet could read target addresses and probe
+the gateway's state. Every production gateway separates them: Envoy's admin listener,
+Kong's Admin API, Traefik's dashboard entry point, HAProxy's stats socket. Here the admin
+listener binds 127.0.0.1 by default, and the public port answers only routes: a request
+for /_gateway/health there is routed (and, with no route for it, a 404) like any other.
+
+One worker's view: with --workers N every process balances, counts and sheds on its own,
+and each answers for itself (the pid says which). The memory store is per worker too, so
+a purge reaches the worker that answers it; with the Redis store it reaches them all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from gateway.auth.auth import Authenticator
+from gateway.balancing import Upstreams
+from gateway.cache.cache import Cache
+from gateway.channel.budget import RetryBudget
+from gateway.channel.bulkhead import Bulkhead, LoadShedder
+from gateway.channel.websocket import WebSockets
+from gateway.errors import problem_middleware, problem_response
+from gateway.ratelimit.limiter import Limiter
+from gateway.requestid import request_id_middleware
+
+HEALTH_PATH = "/health"
+UPSTREAMS_PATH = "/upstreams"
+CHANNEL_PATH = "/channel"
+CACHE_PATH = "/cache"
+PURGE_PATH = "/cache/purge"
+AUTH_PATH = "/auth"
+RATE_LIMIT_PATH = "/ratelimit"
+
+
+def build_admin_app(
+    upstreams: Upstreams,
+    bulkheads: dict[str, Bulkhead],
+    budget: RetryBudget,
+    shedder: LoadShedder,
+    websockets: WebSockets,
+    cache: Cache,
+    authenticator: Authenticator,
+    limiter: Limiter,
+) -> web.Application:
+    app = web.Application(middlewares=[request_id_middleware, problem_middleware])
+
+    async def health() -> dict[str, object]:
+        return {"status": "ok"}
+
+    async def upstreams_view() -> dict[str, object]:
+        return {
+            "upstreams": {
+                pool.name: {
+                    "strategy": pool.strategy.name,
+                    "bulkhead": bulkheads[pool.name].snapshot(),
+                    "targets": pool.snapshot(),
+                }
+                for pool in upstreams
+            }
+        }
+
+    async def channel_view() -> dict[str, object]:
+        return {
+            "retry_budget": budget.snapshot(),
+            "load_shedder": shedder.snapshot(),
+            "websockets": websockets.open,
+        }
+
+    async def cache_view() -> dict[str, object]:
+        return {"cache": cache.stats()}
+
+    async def auth_view() -> dict[str, object]:
+        return {"auth": authenticator.snapshot()}
+
+    async def rate_limit_view() -> dict[str, object]:
+        return {"rate_limit": limiter.snapshot()}
+
+    async def purge(request: web.Request) -> web.Response:
+        url, prefix = request.query.get("url"), request.query.get("prefix")
+        if request.method != "POST":
+            response = problem_response(
+                405, "Method Not Allowed", f"{PURGE_PATH} answers POST only", instance=PURGE_PATH
+            )
+            response.headers["Allow"] = "POST"
+            return response
+        target = url if url is not None else prefix
+        if (url is None) == (prefix is None) or not target or not target.startswith("/"):
+            return problem_response(
+                400, "Bad Request", "give exactly one of ?url=/path or ?prefix=/path",
+                instance=PURGE_PATH,
+            )  # fmt: skip
+        purged = await cache.purge(target, prefix=prefix is not None)
+        return web.json_response({"pid": os.getpid(), "purged": purged, "target": target})
+
+    for path, view in ((HEALTH_PATH, health), (UPSTREAMS_PATH, upstreams_view),
+                       (CHANNEL_PATH, channel_view), (CACHE_PATH, cache_view),
+                       (AUTH_PATH, auth_view), (RATE_LIMIT_PATH, rate_limit_view)):  # fmt: skip
+        app.router.add_route("*", path, _get_only(path, view))
+    app.router.add_route("*", PURGE_PATH, purge)
+    return app
+
+
+def _get_only(path: str, view: Callable[[], Awaitable[dict[str, object]]]) -> web.Handler:
+    async def handler(request: web.Request) -> web.Response:
+        if request.method not in ("GET", "HEAD"):
+            response = problem_response(
+                405, "Method Not Allowed", f"{path} answers GET and HEAD only", instance=path
+            )
+            response.headers["Allow"] = "GET, HEAD"  # RFC 9110 §15.5.6: a 405 must say
+            return response
+        # The pid tells which worker answered (python -m gateway --workers N).
+        return web.json_response({"pid": os.getpid(), **await view()})
+
+    return handler

@@ -1,0 +1,161 @@
+"""The aiohttp applications: the public one with its middleware chain and handler, and
+the admin one (gateway/admin.py) beside it, on a socket of its own.
+
+A request meets, in order:
+
+    request id -> (access log) -> problem errors -> head limits -> route -> auth
+      -> rate limit -> cache -> handler: channel
+
+Every arrow before the handler is an aiohttp middleware (the list in `build_apps`), and
+the response travels back through the same ones. A later stage adds its concern as one
+more line in that list, after routing, so that it can read the matched route: auth, rate
+limiting and the cache are middlewares. What happens on the way to the upstream (choosing
+a server, retrying, deadlines) belongs to the channel, which is the only place that talks
+to the proxy: the handler gives it every routed request, WebSocket upgrades aside.
+
+Why this order: the request id comes first so that every later step, and every log line,
+has it. The access log sits outside the error handler so it logs the status the client
+really got, a 502 problem included. The error handler sits right above the work, so no
+exception from routing or proxying escapes as a traceback. The head limits (431) refuse
+an oversized request before any work is spent on it. Routing comes next, before any
+concern that depends on the route, so there is exactly one place where a path is
+matched and every later step agrees on which route a request belongs to. The cache comes
+right after routing, because its policy is the route's, and before the channel, so that a
+hit costs no bulkhead place, retry or upstream connection (gateway/cache/cache.py).
+
+Authentication sits between the two: after routing, because the route says what it
+needs (public, an API key, a token, which scopes), and before the cache and everything
+after it, so that a refused caller costs nothing but the check, and so that the cache
+knows whose request it is looking at (it must never hand one consumer's answer to
+another; gateway/cache/cache.py). Rate limiting comes between auth and the cache: it
+counts per consumer, so it needs the identity; a request auth refused spends nobody's
+budget; and a cache hit still counts against a limit (gateway/ratelimit/limiter.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import ClientSession, DummyCookieJar, web
+from aiohttp.typedefs import Middleware
+
+from gateway.accesslog import access_log_middleware
+from gateway.admin import build_admin_app
+from gateway.auth.auth import Authenticator, query_credentials
+from gateway.balancing import Upstreams
+from gateway.cache.cache import Cache
+from gateway.cache.store import MemoryStore, Store
+from gateway.channel.budget import RetryBudget
+from gateway.channel.bulkhead import Bulkhead, LoadShedder
+from gateway.channel.channel import Channel
+from gateway.channel.websocket import WebSockets, is_upgrade
+from gateway.config import GatewayConfig
+from gateway.errors import problem_middleware
+from gateway.limits import head_limits_middleware
+from gateway.proxy import Proxy
+from gateway.ratelimit.limiter import Limiter
+from gateway.ratelimit.store import MemoryStore as LimitMemoryStore
+from gateway.ratelimit.store import Store as LimitStore
+from gateway.requestid import request_id_middleware
+from gateway.routing import ROUTE, Router, routing_middleware
+
+
+class Gateway:
+    """The handler behind every routed path: the channel takes it from here."""
+
+    def __init__(self, channel: Channel, websockets: WebSockets) -> None:
+        self.channel = channel
+        self.websockets = websockets
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        found = request[ROUTE]  # set by routing_middleware
+        if found.route.channel.websocket and is_upgrade(request):
+            return await self.websockets.relay(request, found)
+        return await self.channel.forward(request, found)
+
+
+def build_apps(config: GatewayConfig) -> tuple[web.Application, web.Application]:
+    """(the public application, the admin application), sharing one set of pools."""
+    proxy = Proxy(config.connections)
+    router = Router.from_config(
+        config.routes, config.timeouts, config.retries, config.cache, config.auth,
+        config.rate_limit,
+    )  # fmt: skip
+    pools = config.pools()
+    upstreams = Upstreams.from_config(pools)
+    bulkheads = {
+        name: Bulkhead(name, c.bulkhead.max_concurrent, c.bulkhead.max_queue,
+                       c.bulkhead.queue_timeout)
+        for name, c in pools.items()
+    }  # fmt: skip
+    budget = RetryBudget(config.retry_budget.ratio, config.retry_budget.min_retries)
+    shedder = LoadShedder(config.server.max_in_flight)
+    websockets = WebSockets(upstreams)
+    gateway = Gateway(Channel(upstreams, proxy, bulkheads, shedder, budget), websockets)
+
+    authenticator = Authenticator(config.auth, config.consumers)
+    middlewares: list[Middleware] = [request_id_middleware]
+    if config.server.access_log:
+        hidden = query_credentials(config.auth, [route.auth for route in router.routes()])
+        middlewares.append(access_log_middleware(hidden))
+    middlewares.append(problem_middleware)
+    middlewares.append(head_limits_middleware(config.server.max_header_bytes))
+    middlewares.append(routing_middleware(router, gateway.handle))
+    middlewares.append(authenticator.middleware())
+    limiter = Limiter(config.rate_limit, _limit_store(config))
+    middlewares.append(limiter.middleware())
+    cache = Cache(_store(config), config.cache)
+    middlewares.append(cache.middleware())
+
+    app = web.Application(middlewares=middlewares)
+    app.on_response_prepare.append(limiter.on_prepare)  # RateLimit fields on streamed answers
+
+    async def upstream_sessions(app: web.Application) -> AsyncIterator[None]:
+        # Created inside the running event loop (a ClientSession binds to the loop that
+        # creates it) and closed on shutdown, after the requests in flight finished.
+        await proxy.start()
+        await websockets.start()
+        # Health probes get a small session of their own: a probe must not queue behind
+        # proxied requests for a pooled connection (that would be measuring the gateway,
+        # not the target), and probes must not use up [connections] max_connections.
+        probes = ClientSession(cookie_jar=DummyCookieJar())
+        upstreams.start_health_checks(probes)
+        await authenticator.start()  # the issuers' keys, before the first token needs them
+        await limiter.start()  # Redis connections open, scripts loaded
+        yield
+        await authenticator.close()
+        await upstreams.stop_health_checks()
+        await probes.close()
+        await websockets.close()
+        await cache.close()
+        await limiter.close()
+        await proxy.close()
+
+    app.cleanup_ctx.append(upstream_sessions)
+    # One catch-all route: the public port answers only routes, and the gateway's own
+    # Router (in routing_middleware) decides where each request goes.
+    app.router.add_route("*", "/{path:.*}", gateway.handle)
+    admin = build_admin_app(upstreams, bulkheads, budget, shedder, websockets, cache,
+                            authenticator, limiter)  # fmt: skip
+    return app, admin
+
+
+def _store(config: GatewayConfig) -> Store:
+    if config.cache.store == "redis":
+        from gateway.cache.redis_store import RedisStore  # redis-py only when it is used
+
+        redis = config.cache.redis
+        return RedisStore(redis.url, timeout=redis.timeout, prefix=redis.prefix)
+    return MemoryStore(config.cache.max_bytes)
+
+
+def _limit_store(config: GatewayConfig) -> LimitStore:
+    """`store = "auto"` was made memory or redis by the command line (__main__.py)."""
+    limits = config.rate_limit
+    if limits.store == "redis":
+        from gateway.ratelimit.redis_store import RedisStore  # redis-py only when it is used
+
+        return RedisStore(limits.redis.url, timeout=limits.redis.timeout,
+                          prefix=limits.redis.prefix, failures=limits.breaker.failures,
+                          open_for=limits.breaker.open_for)  # fmt: skip
+    return LimitMemoryStore(limits.max_keys)

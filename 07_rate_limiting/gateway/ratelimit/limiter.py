@@ -1,0 +1,187 @@
+"""The rate-limit middleware: count the request against its route's limits, or refuse it.
+
+It sits after auth (the budget is usually the consumer's, and a request auth refused
+never spends anyone's budget) and before the cache: a cache hit is still a request, and
+a client over its limit is not served from the cache either. Kong runs rate-limiting at
+priority 910, after its auth plugins and before proxy-cache; Envoy's `ratelimit` filter
+comes after `jwt_authn` in the usual filter chain; nginx's `limit_req` runs in the
+preaccess phase, before access control, which is why it can only key on addresses.
+
+For each request on a limited route: the key (keys.py), then one decision for all the
+route's limits at once (store.py, redis_store.py): admitted only if every limit has room,
+and then every limit counts it. Refused: 429, `Retry-After` (the soonest moment the
+tightest limit has room again), problem+json. Either way the answer carries
+`RateLimit-Policy` and `RateLimit` (fields.py). A route's `concurrency` caps the requests
+it has in flight per key, beside the rate: a client with 4 slow requests open waits for
+one to finish, however few requests per second that is.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from gateway.auth.identity import IDENTITY
+from gateway.errors import GatewayError
+from gateway.routing import ROUTE
+
+from .algorithms import Outcome
+from .config import LimitPolicy, RateLimitConfig
+from .fields import policy_field, state_field
+from .keys import ClientAddress, key_of
+from .store import MemoryStore, Store, StoreUnavailable
+
+log = logging.getLogger("gateway.ratelimit")
+
+LEASE_MS = 60_000.0  # a request in flight holds its concurrency place at most this long
+FIELDS = web.RequestKey("rate_limit_fields", tuple)  # (RateLimit-Policy, RateLimit)
+
+
+class TooManyRequests(GatewayError):
+    status, title, slug = 429, "Too Many Requests", "rate-limited"
+
+
+class LimiterUnavailable(GatewayError):
+    """The shared store is unreachable and the route says: closed."""
+
+    status, title, slug = 503, "Service Unavailable", "rate-limit-unavailable"
+
+
+class Limiter:
+    def __init__(self, config: RateLimitConfig, store: Store) -> None:
+        self.config = config
+        self.store = store
+        # While a shared store is down, each process limits on its own (fallback = true).
+        self.fallback = (MemoryStore(config.max_keys)
+                         if config.fallback and store.name != "memory" else None)  # fmt: skip
+        self.addresses = ClientAddress(config.trusted_proxies)
+        self.counts: Counter[str] = Counter()
+        # What a route's limits are for a plan, and its RateLimit-Policy: the same for
+        # every request of that plan, so made once (the per-request work is the decision).
+        self._granted: dict[tuple[str, str], tuple[list[tuple[str, int, float]], str]] = {}
+
+    def middleware(self) -> Middleware:
+        @web.middleware
+        async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+            found = request.get(ROUTE)
+            policy = None if found is None else found.route.rate_limit
+            if policy is None:
+                return await handler(request)
+            who = key_of(request, policy.key, self.addresses)
+            fields = await self._check(request, policy, who) if policy.limits else None
+            token, store = None, None
+            if policy.concurrency is not None:
+                token, store = await self._acquire(policy, who)
+            try:
+                response = await handler(request)
+                if fields is not None and self.config.headers and not response.prepared:
+                    response.headers["RateLimit-Policy"], response.headers["RateLimit"] = fields
+                return response
+            finally:
+                if token is not None and store is not None:
+                    await store.release(f"{policy.scope}|in-flight|{who}", token)
+
+        return rate_limit
+
+    async def on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        """A streamed answer (the proxy's relay) sends its head before the middleware sees
+        it: the fields go on here, from what the middleware left on the request."""
+        fields = request.get(FIELDS)
+        if fields is not None and "RateLimit" not in response.headers:
+            response.headers["RateLimit-Policy"], response.headers["RateLimit"] = fields
+
+    async def _check(self, request: web.Request, policy: LimitPolicy, who: str
+                     ) -> tuple[str, str] | None:  # fmt: skip
+        identity = request.get(IDENTITY)
+        plan = identity.plan if identity is not None else ""
+        made = self._granted.get((policy.scope, plan))
+        if made is None:
+            granted = [(limit, limit.requests_for(plan)) for limit in policy.limits]
+            args = [(limit.algorithm, requests, limit.window_ms) for limit, requests in granted]
+            made = self._granted[(policy.scope, plan)] = (args, policy_field(granted))
+        args, policy_value = made
+        keys = [f"{policy.scope}|{limit.name}|{who}" for limit in policy.limits]
+        outcomes = await self._decide(policy, keys, args)
+        if outcomes is None:
+            return None  # failed open: no counts to show
+        refused = not all(o.allowed for o in outcomes)
+        if refused:  # nothing was counted: the limits with room still have it all
+            outcomes = [replace(o, remaining=o.remaining + 1) if o.allowed else o
+                        for o in outcomes]  # fmt: skip
+        fields = (policy_value, state_field(policy.limits, outcomes))
+        if refused:
+            self.counts["limited"] += 1
+            wait = max(o.retry_ms for o in outcomes if not o.allowed)
+            tight = ", ".join(limit.name for limit, o in zip(policy.limits, outcomes, strict=True)
+                              if not o.allowed)  # fmt: skip
+            error = TooManyRequests(
+                f"over the {tight} limit; try again in {math.ceil(wait / 1000)} s"
+            )
+            error.headers["Retry-After"] = str(max(1, math.ceil(wait / 1000)))
+            if self.config.headers:
+                error.headers["RateLimit-Policy"], error.headers["RateLimit"] = fields
+            log.info("429 %s on %s (%s)", who, policy.scope, tight)
+            raise error
+        self.counts["admitted"] += 1
+        if self.config.headers:
+            request[FIELDS] = fields
+        return fields
+
+    async def _decide(self, policy: LimitPolicy, keys: Sequence[str],
+                      args: Sequence[tuple[str, int, float]]) -> list[Outcome] | None:  # fmt: skip
+        try:
+            return await self.store.hit(keys, args)
+        except StoreUnavailable as exc:
+            return await self._degraded(policy, exc, lambda s: s.hit(keys, args))
+
+    async def _acquire(self, policy: LimitPolicy, who: str) -> tuple[str | None, Store | None]:
+        assert policy.concurrency is not None
+        key, token = f"{policy.scope}|in-flight|{who}", uuid.uuid4().hex
+        store: Store = self.store
+        try:
+            admitted = await store.acquire(key, policy.concurrency, LEASE_MS, token)
+        except StoreUnavailable as exc:
+            admitted = await self._degraded(policy, exc,
+                                            lambda s: s.acquire(key, policy.concurrency or 1,
+                                                                LEASE_MS, token))  # fmt: skip
+            if admitted is None:
+                return None, None
+            store = self.fallback  # type: ignore[assignment]
+        if not admitted:
+            self.counts["too_many_in_flight"] += 1
+            error = TooManyRequests(
+                f"{policy.concurrency} requests in flight already; wait for one"
+            )
+            error.headers["Retry-After"] = "1"
+            raise error
+        return token, store
+
+    async def _degraded(self, policy: LimitPolicy, exc: StoreUnavailable, ask):  # type: ignore[no-untyped-def]
+        """Redis trouble: the route's failure mode, or the local fallback."""
+        self.counts["store_unavailable"] += 1
+        if policy.failure_mode == "closed":
+            error = LimiterUnavailable("the rate limiter cannot decide right now")
+            error.headers["Retry-After"] = "1"
+            raise error
+        if self.fallback is not None:
+            self.counts["fallback"] += 1
+            return await ask(self.fallback)
+        self.counts["failed_open"] += 1
+        return None
+
+    def snapshot(self) -> dict[str, object]:
+        return {"counts": dict(self.counts), "store": self.store.stats(),
+                "fallback": None if self.fallback is None else self.fallback.stats()}  # fmt: skip
+
+    async def start(self) -> None:
+        await self.store.start()
+
+    async def close(self) -> None:
+        await self.store.close()

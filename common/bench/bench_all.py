@@ -1,0 +1,167 @@
+"""bench-all: the same request through every stage, 01 to 07, each with its concerns on.
+
+    make bench-all                    about a minute and a half
+    make bench-all ARGS=--quick       shorter runs
+    python -m common.bench.bench_all --markdown      the README's table
+
+One request, `GET /small` with an API key, in front of the bench's fast origin:
+
+    01  a prefix route to the origin (dict routing)
+    02  the same through the radix trie and path normalisation
+    03  the origin as a pool (round robin, active health checks)
+    04  + the channel: deadline, up to 3 tries, breaker, bulkhead
+    05  + the cache (the answer says nothing about caching: a miss, looked up and passed)
+    06  + auth: the route needs an API key
+    07  + a rate limit per consumer (memory store, never reached)
+
+CPU per request of the gateway process, p50 and p99, 16 connections, alternating rounds,
+median; a bar per stage and what its concern added to the one before. Target: 07 with
+every concern on costs at most 2x what 01 costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+
+from common.bench import cpu, load
+from common.bench.eventloop import loop_factory
+from common.bench.lb_report import Section, bar, report
+from common.bench.run import machine_summary, pin_this_process
+from common.testing.gateway import stage_render, start_gateway
+from common.testing.processes import REPO_ROOT, Proc, spawn
+from common.testing.specs import (
+    AuthSpec,
+    ChannelSpec,
+    ConsumerSpec,
+    GatewaySpec,
+    HealthSpec,
+    LimitSpec,
+    PoolSpec,
+    RouteAuthSpec,
+    RouteLimitSpec,
+    RouteSpec,
+    targets,
+)
+
+KEY = "gwk_benchall_" + "k" * 43
+ADDED = {1: "dict routing, streaming proxy", 2: "radix trie, path safety", 3: "a pool, health",
+         4: "the channel: deadline, tries, breaker", 5: "the cache (a miss)",
+         6: "auth: an API key", 7: "a rate limit per consumer"}  # fmt: skip
+
+
+def stages() -> list[Path]:
+    return sorted(p for p in REPO_ROOT.glob("0[1-9]_*") if (p / "gateway").is_dir())
+
+
+def spec_for(number: int, origin: Proc) -> GatewaySpec:
+    pools = {}
+    upstream = origin.url
+    if number >= 3:
+        pools = {
+            "origin": PoolSpec(targets(origin.url), health=HealthSpec(interval=2.0, timeout=1.0))
+        }
+        upstream = "origin"
+    auth = RouteAuthSpec(mode="key") if number >= 6 else None
+    limit = (RouteLimitSpec(limits=(LimitSpec("huge", 1_000_000_000, 60.0),), key="consumer")
+             if number >= 7 else None)  # fmt: skip
+    route = RouteSpec("/", upstream, auth=auth, rate_limit=limit)
+    consumers = AuthSpec(consumers=(ConsumerSpec("bench", api_keys=(
+        ("benchall", "sha256:" + hashlib.sha256(KEY.encode()).hexdigest()),)),))  # fmt: skip
+    channel = ChannelSpec(attempts=3, deadline=30.0) if number >= 4 else ChannelSpec()
+    return GatewaySpec([route], pools=pools, channel=channel,
+                       auth=consumers if number >= 6 else None)  # fmt: skip
+
+
+def run_all(seconds: float, rounds: int, console: Console) -> Section:
+    with tempfile.TemporaryDirectory(prefix="bench-all-") as tmp, contextlib.ExitStack() as stack:
+        where = Path(tmp)
+        origin = spawn("origin", [sys.executable, "-m", "common.bench.origin"], log_dir=where)
+        stack.callback(origin.stop)
+        gateways: dict[Path, Proc] = {}
+        for stage in stages():
+            number = int(stage.name[:2])
+            proc = start_gateway(stage, stage_render(stage)(spec_for(number, origin)), where,
+                                 "--no-access-log")  # fmt: skip
+            stack.callback(proc.stop)
+            gateways[stage] = proc
+        pinning = pin_this_process()
+        for proc in gateways.values():
+            if pinning.proxy_cores is not None:
+                cpu.pin_tree(proc.pid, pinning.proxy_cores)
+        results: dict[Path, list[load.LoadResult]] = {stage: [] for stage in gateways}
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            for round_no in range(rounds):
+                order = list(gateways) if round_no % 2 == 0 else list(gateways)[::-1]
+                for stage in order:
+                    proc = gateways[stage]
+                    console.log(f"round {round_no + 1}/{rounds}: {stage.name}")
+                    results[stage].append(runner.run(load.run_builtin(
+                        proc.url + "/small", connections=16, duration=seconds, warmup=0.3,
+                        meter=lambda p=proc: cpu.tree_cpu_us(p.pid),
+                        headers=(("X-API-Key", KEY),))))  # fmt: skip
+    per = {s: statistics.median(r.meter_delta / r.requests for r in rs)  # type: ignore[operator]
+           for s, rs in results.items()}  # fmt: skip
+    out = Section(
+        f"Every stage, the same request (GET /small with an API key): 16 connections, {rounds}"
+        f" rounds of {seconds:g} s, median",
+        ["stage", "its concern", "rps", "p50", "p99", "errors", "CPU µs/request", "",
+         "added"],
+    )  # fmt: skip
+    full = max(per.values())
+    previous = None
+    for stage, rs in results.items():
+        number = int(stage.name[:2])
+        out.rows.append(
+            [
+                stage.name,
+                ADDED.get(number, "-"),
+                f"{statistics.median(r.rps for r in rs):,.0f}",
+                f"{statistics.median(r.p50_ms for r in rs):.2f} ms",
+                f"{statistics.median(r.p99_ms for r in rs):.2f} ms",
+                str(sum(r.errors for r in rs)),
+                f"{per[stage]:.0f}",
+                bar(per[stage], full),
+                "-" if previous is None else f"{per[stage] - per[previous]:+.0f} µs",
+            ]
+        )
+        previous = stage
+    first, last = list(per)[0], list(per)[-1]
+    ratio = per[last] / per[first]
+    out.verdicts.append(
+        (
+            f"{last.name} with every concern on costs {per[last]:.0f} µs, {ratio:.2f}x"
+            f" {first.name}'s {per[first]:.0f} µs (target: at most 2x)",
+            ratio <= 2.0,
+        )
+    )
+    errors = sum(r.errors for rs in results.values() for r in rs)
+    out.verdicts.append((f"every request answered 200 ({errors} errors)", errors == 0))
+    out.notes.append(pinning.note)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m common.bench.bench_all")
+    parser.add_argument("--quick", action="store_true", help="shorter runs")
+    parser.add_argument("--markdown", action="store_true", help="Markdown for the README")
+    args = parser.parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        section = run_all(1.0 if args.quick else 2.5, 3, console)
+    except (RuntimeError, OSError, load.LoadError) as exc:
+        Console(stderr=True, soft_wrap=True).print(f"[red]bench-all:[/] {exc}", highlight=False)
+        return 2
+    return report([section], machine_summary(), Console(), args.markdown)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
