@@ -19,7 +19,6 @@ time). 16 connections, alternating rounds, median. Everything on 127.0.0.1, boun
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import hashlib
@@ -33,9 +32,10 @@ from pathlib import Path
 from rich.console import Console
 
 from common.bench import cpu, load
+from common.bench.compare import compare_main
 from common.bench.eventloop import loop_factory
-from common.bench.lb_report import Section, report
-from common.bench.run import BenchError, find_stage, machine_summary, pin_this_process
+from common.bench.lb_report import Section
+from common.bench.run import pin_this_process
 from common.idp.keys import new_secret
 from common.testing.gateway import stage_render, start_gateway
 from common.testing.processes import Proc, spawn
@@ -162,24 +162,10 @@ def run_all(before: Path, after: Path, seconds: float, rounds: int, console: Con
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.bench.auth_bench")
-    parser.add_argument("--before", default="05", help="the stage without auth (05)")
-    parser.add_argument("--after", default="06", help="the stage with auth (06)")
-    parser.add_argument("--quick", action="store_true", help="shorter runs")
-    parser.add_argument("--markdown", action="store_true", help="Markdown for ARCHITECTURE.md")
-    args = parser.parse_args(argv)
-    try:
-        before, after = find_stage(args.before, "--before"), find_stage(args.after, "--after")
-    except BenchError as exc:
-        parser.error(str(exc))
-    assert before is not None and after is not None
-    console = Console(stderr=True)
-    try:
-        section = run_all(before, after, 1.0 if args.quick else 2.5, 3, console)
-    except (RuntimeError, OSError, load.LoadError) as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[red]auth-bench:[/] {exc}", highlight=False)
-        return 2
-    return report([section], machine_summary(), Console(), args.markdown)
+    def run(old: Path, new: Path, quick: bool, console: Console) -> list[Section]:
+        return [run_all(old, new, 1.0 if quick else 2.5, 3, console)]
+
+    return compare_main(argv, name="auth-bench", what="auth", before="05", after="06", run=run)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ Everything runs on 127.0.0.1, bounded in time.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -45,9 +44,10 @@ from aiohttp import ClientSession, ClientTimeout, TCPConnector
 from rich.console import Console
 
 from common.bench import cpu, load
+from common.bench.compare import compare_main
 from common.bench.eventloop import loop_factory
-from common.bench.lb_report import Section, report
-from common.bench.run import BenchError, find_stage, machine_summary, pin_this_process
+from common.bench.lb_report import Section
+from common.bench.run import pin_this_process
 from common.bench.workloads import zipf_keys
 from common.redisserver import RedisServer, spawn_redis
 from common.testing.gateway import stage_render, start_gateway
@@ -262,24 +262,10 @@ def run_all(before: Path, after: Path, scale: float, console: Console) -> list[S
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.bench.cache_bench")
-    parser.add_argument("--before", default="04", help="the stage without a cache (04)")
-    parser.add_argument("--after", default="05", help="the stage with the cache (05)")
-    parser.add_argument("--quick", action="store_true", help="shorter runs (about half)")
-    parser.add_argument("--markdown", action="store_true", help="Markdown for ARCHITECTURE.md")
-    args = parser.parse_args(argv)
-    try:
-        before, after = find_stage(args.before, "--before"), find_stage(args.after, "--after")
-    except BenchError as exc:
-        parser.error(str(exc))
-    assert before is not None and after is not None  # names given: a stage or an error
-    console = Console(stderr=args.markdown)
-    try:
-        sections = run_all(before, after, 0.5 if args.quick else 1.0, console)
-    except (RuntimeError, OSError) as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[red]cache-bench:[/] {exc}", highlight=False)
-        return 2
-    return report(sections, machine_summary(), console, args.markdown)
+    def run(old: Path, new: Path, quick: bool, console: Console) -> list[Section]:
+        return run_all(old, new, 0.5 if quick else 1.0, console)
+
+    return compare_main(argv, name="cache-bench", what="a cache", before="04", after="05", run=run)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
+from gateway.cache.config import RedisConfig
 from gateway.headers import TOKEN
 from gateway.validation import Seconds, Strict
 
@@ -63,17 +64,10 @@ class LimitConfig(Strict):
     plans: dict[str, Requests] = {}  # a consumer's plan -> its requests per window
 
 
-class RedisLimitConfig(Strict):
-    url: str = "redis://127.0.0.1:6379/0"
-    timeout: Seconds = 0.05
-    prefix: str = "gateway:rl:"
+class RedisLimitConfig(RedisConfig):
+    """[rate_limit.redis]: the cache's [cache.redis] (url, timeout), its own key prefix."""
 
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must be a redis://host:port/db (or rediss://, unix://) URL")
-        return value
+    prefix: str = "gateway:rl:"
 
 
 class BreakerConfig(Strict):
