@@ -228,7 +228,7 @@ def test_the_rate_limit_requests_show_what_they_say(results: dict[int, DemoResul
 
     # 70-72: counting down; 73: refused with Retry-After, the hourly limit untouched by it.
     assert [state(n)["burst"]["r"] for n in (70, 71, 72)] == [2, 1, 0]
-    assert results[73].header("Retry-After") == "10"
+    assert results[73].header("Retry-After") in ("9", "10")  # 10 s, less what 70-73 took
     assert state(73)["hourly"]["r"] == 97
     assert json.loads(results[73].body)["type"].endswith("/rate-limited")
     # 74: bob's plan.
