@@ -240,9 +240,19 @@ def raw_problem(error: GatewayError, instance: str, request_id: str) -> bytes:
 
 
 def _one_line(message: str, limit: int = 200) -> str:
-    """aiohttp's parser errors span lines (message, raw bytes, a ^ marker): keep the text."""
+    """aiohttp's parser errors span lines (message, raw bytes, a ^ marker): keep the text.
+
+    The bytes themselves are never kept, neither a line of them nor a `b'...'` quoted in
+    the message ("Got more than 8190 bytes when reading b'Bearer eyJ...'"): they are the
+    client's own header lines, credentials included, and the detail goes back in the
+    error body and into the log.
+    """
     parts = [line.strip() for line in message.splitlines()]
-    text = " ".join(part for part in parts if part and set(part) != {"^"})
+    kept = [p for p in parts if p and set(p) != {"^"} and not p.startswith(("b'", 'b"'))]
+    text = " ".join(kept)
+    for quote in (" b'", ' b"'):
+        if quote in text:
+            text = text[: text.index(quote)].rstrip(" :")
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
