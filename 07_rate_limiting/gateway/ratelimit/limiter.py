@@ -22,8 +22,9 @@ import logging
 import math
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
+from typing import TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -40,6 +41,7 @@ from .store import MemoryStore, Store, StoreUnavailable
 
 log = logging.getLogger("gateway.ratelimit")
 
+T = TypeVar("T")
 LEASE_MS = 60_000.0  # a request in flight holds its concurrency place at most this long
 FIELDS = web.RequestKey("rate_limit_fields", tuple)  # (RateLimit-Policy, RateLimit)
 
@@ -138,8 +140,8 @@ class Limiter:
                       args: Sequence[tuple[str, int, float]]) -> list[Outcome] | None:  # fmt: skip
         try:
             return await self.store.hit(keys, args)
-        except StoreUnavailable as exc:
-            return await self._degraded(policy, exc, lambda s: s.hit(keys, args))
+        except StoreUnavailable:
+            return await self._degraded(policy, lambda s: s.hit(keys, args))
 
     async def _acquire(self, policy: LimitPolicy, who: str) -> tuple[str | None, Store | None]:
         assert policy.concurrency is not None
@@ -147,13 +149,13 @@ class Limiter:
         store: Store = self.store
         try:
             admitted = await store.acquire(key, policy.concurrency, LEASE_MS, token)
-        except StoreUnavailable as exc:
-            admitted = await self._degraded(policy, exc,
-                                            lambda s: s.acquire(key, policy.concurrency or 1,
-                                                                LEASE_MS, token))  # fmt: skip
-            if admitted is None:
-                return None, None
-            store = self.fallback  # type: ignore[assignment]
+        except StoreUnavailable:
+            most = policy.concurrency
+            degraded = await self._degraded(policy, lambda s: s.acquire(key, most, LEASE_MS, token))
+            if degraded is None:
+                return None, None  # failed open, no fallback: nothing to give back later
+            assert self.fallback is not None  # only the fallback answers a degraded call
+            admitted, store = degraded, self.fallback
         if not admitted:
             self.counts["too_many_in_flight"] += 1
             error = TooManyRequests(
@@ -163,8 +165,10 @@ class Limiter:
             raise error
         return token, store
 
-    async def _degraded(self, policy: LimitPolicy, exc: StoreUnavailable, ask):  # type: ignore[no-untyped-def]
-        """Redis trouble: the route's failure mode, or the local fallback."""
+    async def _degraded(self, policy: LimitPolicy, ask: Callable[[Store], Awaitable[T]]
+                        ) -> T | None:  # fmt: skip
+        """Redis trouble: the route's failure mode, or the local fallback's answer to `ask`;
+        None when the route fails open without a fallback."""
         self.counts["store_unavailable"] += 1
         if policy.failure_mode == "closed":
             error = LimiterUnavailable("the rate limiter cannot decide right now")
