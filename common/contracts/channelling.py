@@ -406,7 +406,16 @@ def test_an_error_rate_opens_the_breaker_and_retries_hide_it(
     chaos(calm[0], {"failure_rate": 0.5})
     replies = [get(channel_gateway, "/breaking/users") for _ in range(40)]
     assert [r.status for r in replies] == [200] * 40  # a retry on b covered each failure
-    until("a's breaker is open", lambda: target_states(channel_gateway, "breaking")[0] != "healthy")
+    # Traffic while polling: on a slow machine the 40 can take longer than open_for, and a
+    # breaker that opened, half-opened and closed again in the meantime needs more
+    # failures to be seen open.
+    until(
+        "a's breaker is open",
+        lambda: (
+            get(channel_gateway, "/breaking/users").status == 200
+            and target_states(channel_gateway, "breaking")[0] != "healthy"
+        ),
+    )
     chaos(calm[0], None)
     # open_for 1 s, then a half-open probe; it succeeds, and the breaker closes.
     until(
