@@ -76,8 +76,8 @@ cache: $(STAMP) ## 05: six backends + the gateway with a shared HTTP cache; REDI
 auth: $(STAMP) ## 06: six backends, the identity provider on :9100, the gateway with API keys and JWT
 	$(PY) -m common.launch 06_authentication $(if $(REDIS),--redis)
 
-rate-limit: $(STAMP) ## 07: backends, the identity provider, a private Redis, the gateway (2 workers) with rate limits
-	$(PY) -m common.launch 07_rate_limiting --redis
+rate-limit: $(STAMP) ## 07: backends, the identity provider, a private Redis, the gateway with rate limits (WORKERS=2: two)
+	$(PY) -m common.launch 07_rate_limiting $(if $(WORKERS),--workers $(WORKERS))
 
 restart: $(STAMP) ## start a backend of the running stage again: make restart NAME=users-b
 	@test -n "$(NAME)" || { echo "usage: make restart NAME=users-b"; exit 2; }
@@ -117,5 +117,5 @@ bench-all: $(STAMP) ## every stage 01-07, the same request, its concerns on: CPU
 	$(PY) -m common.bench.bench_all $(ARGS)
 
 clean: ## remove caches and .run/ (keeps .venv)
-	rm -rf .run .pytest_cache .hypothesis .ruff_cache
+	rm -rf .run .cache .pytest_cache .hypothesis .ruff_cache
 	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +

@@ -12,7 +12,9 @@ this repo, and when that is not there the copy in `third_party/cache-tests`.
 The runner starts the suite's origin on a port of ours, checks that the proxy
 forwards to it, runs the 365 tests and scores them the way cache-tests.fyi does (a test
 that depends on a failed one does not count as passed). It needs node 18+, npm and curl;
-its first run installs the suite's node packages into a temporary copy.
+its first run installs the suite's node packages into a copy inside the clone
+(`.cache/http-cache-tests/<hash of the suite>/`, gitignored), once, under a lock: two stages'
+tests run at the same time, and two `npm i` into one folder fail with ENOTEMPTY.
 
 The stage's gateway gets one route, `/` to the suite's origin, and otherwise its own
 defaults: what the suite measures is the stage as a reader runs it. The table puts the
@@ -23,6 +25,8 @@ mode), so "better than Traffic Server" is a line in the same table, not a claim.
 from __future__ import annotations
 
 import argparse
+import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -55,6 +59,11 @@ TARGET_PASSED, TARGET_REQUIRED = 250, 135  # issue #11: more than every publishe
 FLOOR_PASSED, FLOOR_REQUIRED = 318, 152
 
 
+# Where the suite's writable copy and its node packages go: inside the clone, never a fixed
+# path under /tmp, where a folder an earlier run left behind would hide a broken install.
+INSTALL_ROOT = REPO_ROOT / ".cache" / "http-cache-tests"
+
+
 class ConformanceError(RuntimeError):
     """The suite cannot run here; the message says what is missing."""
 
@@ -75,6 +84,62 @@ def suite_dir() -> Path:
         if shutil.which(tool) is None:
             raise ConformanceError(f"the cache test suite needs {tool} on PATH")
     return where
+
+
+def suite_hash(suite: Path) -> str:
+    """A short hash of the suite's files: a changed suite (a new ../shared copy) gets a
+    fresh install instead of the node packages of another version."""
+    digest = hashlib.sha256()
+    for path in sorted((suite / "suite").rglob("*")):
+        if path.is_file() and "node_modules" not in path.parts:
+            digest.update(str(path.relative_to(suite)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def installed_suite(suite: Path, root: Path = INSTALL_ROOT) -> Path:
+    """The suite copied into .cache/ with its node packages installed, done once.
+
+    Several pytest processes (one per stage) reach this at the same moment. The first
+    takes an exclusive lock, installs into a staging folder and renames it into place
+    (a rename is atomic, so nobody sees half a node_modules); the others wait on the lock
+    and then find the finished copy. `$CACHE_TESTS_DIR` names another place to use as is.
+    """
+    if "CACHE_TESTS_DIR" in os.environ:
+        return Path(os.environ["CACHE_TESTS_DIR"])
+    root.mkdir(parents=True, exist_ok=True)
+    key = suite_hash(suite)
+    target = root / key
+
+    def ready() -> bool:
+        return (target / "test-engine" / "cli.mjs").is_file() and (
+            target / "node_modules" / "undici"
+        ).is_dir()
+
+    if ready():
+        return target
+    with open(root / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if ready():
+            return target
+        staging = root / f"{key}.staging-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(target, ignore_errors=True)  # a copy without node_modules
+        try:
+            shutil.copytree(suite / "suite", staging)
+            for path in [staging, *staging.rglob("*")]:
+                path.chmod(path.stat().st_mode | 0o200)  # ../shared is read-only
+            done = subprocess.run(
+                ["npm", "i", "--omit=dev", "--no-audit", "--no-fund", "--loglevel=error"],
+                cwd=staging, capture_output=True, text=True, timeout=600, check=False,
+            )  # fmt: skip
+            if done.returncode != 0:
+                raise ConformanceError(
+                    f"npm i for the cache test suite failed in {staging}:\n{done.stderr[-2000:]}"
+                )
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def newest_stage() -> Path:
@@ -99,14 +164,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_suite(stage: Path, suite: Path, tmp: Path, test_id: str | None) -> Path | None:
+def run_suite(
+    stage: Path, suite: Path, installed: Path, tmp: Path, test_id: str | None
+) -> Path | None:
     """The stage's gateway in front of the suite's origin; the results file (None: one
     test was run with -i, its exchanges printed as they came)."""
     origin_port = free_port()
     spec = GatewaySpec([RouteSpec("/", f"http://127.0.0.1:{origin_port}")])
     gateway = start_gateway(stage, stage_render(stage)(spec), tmp, "--no-access-log")
     try:
-        env = dict(os.environ, CT_ORIGIN_PORT=str(origin_port), CT_OUT_DIR=str(tmp))
+        env = dict(
+            os.environ,
+            CT_ORIGIN_PORT=str(origin_port),
+            CT_OUT_DIR=str(tmp),
+            CACHE_TESTS_DIR=str(installed),
+        )
         results = tmp / "results.json"
         argv = ["bash", str(suite / "run.sh")]
         argv += ["-i", test_id] if test_id else ["-o", str(results), "-l", stage.name]
@@ -127,14 +199,11 @@ def run_suite(stage: Path, suite: Path, tmp: Path, test_id: str | None) -> Path 
         gateway.stop()
 
 
-def scores(suite: Path, results: Path) -> list[dict]:
+def scores(suite: Path, installed: Path, results: Path) -> list[dict]:
     """score.mjs --json for our results and the published proxies', ours first."""
-    installed = os.environ.get(
-        "CACHE_TESTS_DIR", str(Path(tempfile.gettempdir()) / "http-cache-tests")
-    )
     published = [suite / "suite" / "results" / f"{name}.json" for name in PUBLISHED]
     done = subprocess.run(
-        ["node", str(suite / "score.mjs"), "--suite", installed, "--mode", "proxy", "--json",
+        ["node", str(suite / "score.mjs"), "--suite", str(installed), "--mode", "proxy", "--json",
          str(results), *(str(p) for p in published if p.is_file())],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
@@ -199,18 +268,15 @@ def markdown(rows: list[dict], stage: str) -> str:
     return "\n".join(lines)
 
 
-def failures(suite: Path, results: Path) -> list[tuple[str, str, str]]:
+def failures(installed: Path, results: Path) -> list[tuple[str, str, str]]:
     """(kind, id, name) of every test that did not pass in reverse-proxy mode, required
     ones first; a test whose dependency failed is left out (its dependency is listed)."""
-    installed = os.environ.get("CACHE_TESTS_DIR") or str(
-        Path(tempfile.gettempdir()) / "http-cache-tests"
-    )
     script = (
         "import(process.argv[1]).then(m => console.log(JSON.stringify(m.default.flatMap("
         "s => s.tests.filter(t => !t.browser_only).map("
         "t => [t.id, t.kind || 'required', t.name || '', t.depends_on || []])))))"
     )
-    index = Path(installed) / "tests" / "index.mjs"
+    index = installed / "tests" / "index.mjs"
     done = subprocess.run(["node", "-e", script, index.as_uri()], capture_output=True,
                           text=True, timeout=60, check=True)  # fmt: skip
     got = json.loads(results.read_text())
@@ -242,15 +308,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         suite = suite_dir()
         stage = find_stage(args.stage) if args.stage else newest_stage()
+        with console.status("installing the cache test suite's node packages (once)..."):
+            installed = installed_suite(suite)
         with tempfile.TemporaryDirectory(prefix="cache-conformance-") as tmp:
             if args.id:
-                run_suite(stage, suite, Path(tmp), args.id)
+                run_suite(stage, suite, installed, Path(tmp), args.id)
                 return 0
             with console.status(f"running the cache test suite against {stage.name}..."):
-                results = run_suite(stage, suite, Path(tmp), None)
+                results = run_suite(stage, suite, installed, Path(tmp), None)
                 assert results is not None
-                rows = scores(suite, results)
-                failed = failures(suite, results) if args.failures else []
+                rows = scores(suite, installed, results)
+                failed = failures(installed, results) if args.failures else []
     except (ConformanceError, RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
         Console(stderr=True, soft_wrap=True).print(
             f"[red]cache-conformance:[/] {exc}", highlight=False

@@ -167,7 +167,8 @@ def load_config(path: Path, shown: str | None = None) -> GatewayConfig:
     """
     shown = shown or str(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:  # its message carries line and column
         raise ConfigError(f"{shown}: not valid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -176,7 +177,8 @@ def load_config(path: Path, shown: str | None = None) -> GatewayConfig:
     try:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError("\n".join(describe(shown, err) for err in exc.errors())) from None
+        found = [describe(shown, err, text=text, model=GatewayConfig) for err in exc.errors()]
+        raise ConfigError("\n".join(found)) from None
     problems = _route_problems(shown, config.routes) or _conflicts(shown, config.routes)
     if problems:
         raise ConfigError("\n".join(problems))

@@ -43,6 +43,19 @@ def test_demo_request(results: dict[int, DemoResult], number: int) -> None:
     assert result.ok, result.problem()
 
 
+@pytest.fixture(scope="module")
+def second_pass(stage: RunningStage, results: dict[int, DemoResult]) -> dict[int, DemoResult]:
+    """The whole file again, right after the first pass: a reader clicks the requests
+    again and again, and each must still answer what its `# expect:` line says."""
+    return stage.run_demo(DEMO)
+
+
+@pytest.mark.parametrize("number", demo_cases(DEMO))
+def test_demo_request_sent_again(second_pass: dict[int, DemoResult], number: int) -> None:
+    result = second_pass[number]
+    assert result.ok, result.problem()
+
+
 def test_the_demo_shows_what_it_says(results: dict[int, DemoResult]) -> None:
     assert served_by(results[2]) in USERS
     assert served_by(results[7]) in ("orders/a", "orders/b")

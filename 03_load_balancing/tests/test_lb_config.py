@@ -286,7 +286,7 @@ def test_gateway_toml_reports_a_route_naming_an_undefined_upstream(tmp_path: Pat
 def test_gateway_toml_reports_a_bad_upstream_section_by_file_and_key(tmp_path: Path) -> None:
     text = ROUTES + BASE + 'strategy = "consistent_hash"\n'
     assert load_problems(tmp_path, text) == (
-        "gateway.toml: upstreams.users: hash_key: required with strategy = 'consistent_hash'"
+        "gateway.toml:4: upstreams.users: hash_key: required with strategy = 'consistent_hash'"
         " (header:NAME | cookie:NAME | client_ip | path)"
     )
 

@@ -45,7 +45,7 @@ def render(spec: GatewaySpec) -> str:
         "",
         "[retry_budget]",
         f"ratio = {_toml(float(spec.retry_budget[0]))}",
-        f"min_retries = {_toml(spec.retry_budget[1])}",
+        f"min_per_second = {_toml(float(spec.retry_budget[1]))}",
     ]
     for route in spec.routes:
         lines += ["", "[[routes]]", *_route(route)]

@@ -4,6 +4,9 @@
     GET /upstreams    every pool: strategy, bulkhead, and each target's state (healthy,
                       unhealthy, open, half-open), requests in flight, openings
     GET /channel      the retry budget, the load shedder, WebSocket connections
+    POST /upstreams/NAME/reset   close every breaker of pool NAME now (the upstream is
+                      fixed: no need to wait for open_for and a probe); answers the
+                      targets as they were (`before`) and as they are
     GET /cache        the store (keys, bytes, evictions; Redis: available, errors) and
                       counts of hits, misses, revalidations, coalesced requests
     POST /cache/purge?url=/products/1     forget one target, every variant
@@ -95,10 +98,23 @@ def build_admin_app(
         purged = await cache.purge(target, prefix=prefix is not None)
         return web.json_response({"pid": os.getpid(), "purged": purged, "target": target})
 
+    async def reset(request: web.Request) -> web.Response:
+        name = request.match_info["pool"]
+        pool = next((p for p in upstreams if p.name == name), None)
+        if pool is None:
+            return problem_response(404, "Not Found", f"no upstream pool named {name!r}",
+                                    instance=request.path)  # fmt: skip
+        before = pool.snapshot()
+        if pool.breaker is not None:
+            pool.breaker.reset()
+        return web.json_response({"pid": os.getpid(), "pool": name, "before": before,
+                                  "targets": pool.snapshot()})  # fmt: skip
+
     for path, view in ((HEALTH_PATH, health), (UPSTREAMS_PATH, upstreams_view),
                        (CHANNEL_PATH, channel_view), (CACHE_PATH, cache_view)):  # fmt: skip
         app.router.add_route("*", path, _get_only(path, view))
     app.router.add_route("*", PURGE_PATH, purge)
+    app.router.add_post(UPSTREAMS_PATH + "/{pool}/reset", reset)
     return app
 
 

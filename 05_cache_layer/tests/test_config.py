@@ -32,23 +32,23 @@ def problems(tmp_path: Path, text: str) -> str:
     [
         (
             ROUTE + '[[routes]]\nprefix = "/orders"\nupstream = "localhost:9002"\n',
-            "gateway.toml: routes[1].upstream: must be an http:// URL (got 'localhost:9002')",
+            "gateway.toml:6: routes[1].upstream: must be an http:// URL (got 'localhost:9002')",
         ),
         (
             '[[routes]]\nprefix = "users"\nupstream = "http://127.0.0.1:9001"\n',
-            "gateway.toml: routes[0].prefix: must start with '/' (got 'users')",
+            "gateway.toml:2: routes[0].prefix: must start with '/' (got 'users')",
         ),
         (
             '[[routes]]\nprefix = "/users/"\nupstream = "http://127.0.0.1:9001"\n',
-            "gateway.toml: routes[0].prefix: must not end with '/'",
+            "gateway.toml:2: routes[0].prefix: must not end with '/'",
         ),
         (
             '[[routes]]\nprefix = "/users"\nupstream = "https://users.internal"\n',
-            "gateway.toml: routes[0].upstream: must be an http:// URL",
+            "gateway.toml:3: routes[0].upstream: must be an http:// URL",
         ),
         (
             '[[routes]]\nprefix = "/users"\nupstream = "http://127.0.0.1:99999"\n',
-            "gateway.toml: routes[0].upstream: must be an http:// URL with a valid port",
+            "gateway.toml:3: routes[0].upstream: must be an http:// URL with a valid port",
         ),
         (
             ROUTE + ROUTE,
@@ -90,7 +90,7 @@ def problems(tmp_path: Path, text: str) -> str:
         ),
         (
             PATH.replace("{id}", "{id"),
-            "gateway.toml: routes[0].path: pattern '/api/users/{id', segment 3 ('{id'):"
+            "gateway.toml:2: routes[0].path: pattern '/api/users/{id', segment 3 ('{id'):"
             " a segment is either static or one whole {param}",
         ),
         (
@@ -106,16 +106,23 @@ def problems(tmp_path: Path, text: str) -> str:
         (PATH.replace('"GET"', '"*"'), "routes[0].methods: '*' is not an HTTP method"),
         (PATH.replace('["GET"]', '"GET"'), "routes[0].methods: Input should be a valid list"),
         ('[[routes]]\nprefix = "/users"\n', "gateway.toml: routes[0].upstream: required key"),
-        (ROUTE + "strip_prefx = true\n", "gateway.toml: routes[0].strip_prefx: unknown key"),
-        ('[server]\nport = "8080"\n' + ROUTE, "gateway.toml: server.port: Input should be"),
-        ("[timeouts]\nread = 0\n" + ROUTE, "gateway.toml: timeouts.read: Input should be greater"),
+        (ROUTE + "strip_prefx = true\n", "gateway.toml:4: routes[0].strip_prefx: unknown key"),
+        ('[server]\nport = "8080"\n' + ROUTE, "gateway.toml:2: server.port: Input should be"),
+        ("[timeouts]\nread = 0\n" + ROUTE, "gateway.toml:2: timeouts.read: Input should be"),
         ("[server]\nhost = '127.0.0.1'\n", "gateway.toml: routes: required key is missing"),
-        ("routes = []\n", "gateway.toml: routes: List should have at least 1 item"),
+        ("routes = []\n", "gateway.toml:1: routes: List should have at least 1 item"),
         ("[server\n", "gateway.toml: not valid TOML: "),
     ],
 )
 def test_a_bad_config_names_file_key_and_reason(tmp_path: Path, text: str, message: str) -> None:
     assert message in problems(tmp_path, text)
+
+
+def test_an_unknown_key_names_its_line_and_the_key_it_resembles(tmp_path: Path) -> None:
+    text = ROUTE + "\n[server]\nport = 8080\nacess_log = false\n\n[timeouts]\nconect = 2.0\n"
+    found = problems(tmp_path, text).splitlines()
+    assert "gateway.toml:7: server.acess_log: unknown key (did you mean 'access_log'?)" in found
+    assert "gateway.toml:10: timeouts.conect: unknown key (did you mean 'connect'?)" in found
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
@@ -154,7 +161,7 @@ def test_a_bad_config_stops_start_up_with_exit_2_and_no_traceback(tmp_path: Path
     (tmp_path / "bad.toml").write_text(ROUTE.replace("http://", "tcp://"), encoding="utf-8")
     result = run_gateway("--config", str(tmp_path / "bad.toml"), "--port", "0", cwd=STAGE)
     assert result.returncode == 2
-    assert "bad.toml: routes[0].upstream: must be an http:// URL" in result.stderr
+    assert "bad.toml:3: routes[0].upstream: must be an http:// URL" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 
 

@@ -84,7 +84,7 @@ def build_apps(config: GatewayConfig) -> tuple[web.Application, web.Application]
                        c.bulkhead.queue_timeout)
         for name, c in pools.items()
     }  # fmt: skip
-    budget = RetryBudget(config.retry_budget.ratio, config.retry_budget.min_retries)
+    budget = RetryBudget(config.retry_budget.ratio, config.retry_budget.min_per_second)
     shedder = LoadShedder(config.server.max_in_flight)
     websockets = WebSockets(upstreams)
     gateway = Gateway(Channel(upstreams, proxy, bulkheads, shedder, budget), websockets)

@@ -12,7 +12,10 @@ different rewrites only this file.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
+from pathlib import Path
 
 from common.testing.specs import (
     AuthSpec,
@@ -55,12 +58,18 @@ def render(spec: GatewaySpec) -> str:
         "",
         "[retry_budget]",
         f"ratio = {_toml(float(spec.retry_budget[0]))}",
-        f"min_retries = {_toml(spec.retry_budget[1])}",
+        f"min_per_second = {_toml(float(spec.retry_budget[1]))}",
     ]
     if spec.cache is not None:
         lines += ["", "[cache]", *_cache(spec.cache)]
-    if spec.auth is not None:
-        lines += _auth(spec.auth)
+    # A pool that hashes on a header the gateway removes (X-User-ID is on its default
+    # list) must keep it, as gateway.toml does, or the config is refused.
+    hashed = [
+        p.hash_key[7:] for p in spec.pools.values() if (p.hash_key or "").startswith("header:")
+    ]
+    keep = [name for name in hashed if _stripped(name)]
+    if spec.auth is not None or keep:
+        lines += _auth(spec.auth or AuthSpec(), keep)
     for route in spec.routes:
         lines += ["", "[[routes]]", *_route(route)]
     for name, pool in spec.pools.items():
@@ -161,11 +170,29 @@ def _route_auth(auth: RouteAuthSpec) -> list[str]:
     return lines
 
 
-def _auth(auth: AuthSpec) -> list[str]:
+def _stripped(name: str) -> bool:
+    """Whether this stage removes the header `name` from every request by default. Read
+    from the stage's own gateway/auth/identity.py by path: the renderer also runs in
+    processes (benches, the cache suite's runner) where `gateway` is not importable."""
+    name_in_modules = f"_stage_identity_{id(_stripped)}"
+    module = sys.modules.get(name_in_modules)
+    if module is None:
+        path = Path(__file__).resolve().parents[1] / "gateway" / "auth" / "identity.py"
+        spec = importlib.util.spec_from_file_location(name_in_modules, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name_in_modules] = module  # its dataclasses look themselves up there
+        spec.loader.exec_module(module)
+    return bool(module.Spoofable()(name))
+
+
+def _auth(auth: AuthSpec, keep: list[str]) -> list[str]:
     lines = ["", "[auth]"]
     for key in ("verified_cache", "max_token_bytes"):
         if (value := getattr(auth, key)) is not None:
             lines.append(f"{key} = {_toml(value)}")
+    lines.append(f"strip_headers = {_toml(list(auth.strip_headers))}")
+    lines.append(f"keep_headers = {_toml(sorted({*auth.keep_headers, *keep}))}")
     for issuer in auth.issuers:
         lines += ["", "[[auth.issuers]]", f"name = {_toml(issuer.name)}",
                   f"issuer = {_toml(issuer.issuer)}",
@@ -184,7 +211,10 @@ def _auth(auth: AuthSpec) -> list[str]:
         if issuer.refetch_interval is not None:
             lines.append(f"refetch_interval = {_toml(float(issuer.refetch_interval))}")
     for consumer in auth.consumers:
-        keys = ", ".join(_inline({"id": i, "hash": h}) for i, h in consumer.api_keys)
+        keys = ", ".join(
+            [_inline({"id": i, "hash": h}) for i, h in consumer.api_keys]
+            + [_inline({"id": i, "hash": h, "imported": True}) for i, h in consumer.imported_keys]
+        )
         lines += ["", "[[consumers]]", f"id = {_toml(consumer.id)}",
                   f"name = {_toml(consumer.name)}", f"scopes = {_toml(list(consumer.scopes))}",
                   f"groups = {_toml(list(consumer.groups))}",

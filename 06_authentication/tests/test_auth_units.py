@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from gateway.__main__ import main as gateway_main
 from gateway.accesslog import redact
-from gateway.auth.apikeys import KeyRing, key_hash, new_key
+from gateway.auth.apikeys import KeyRing, StoredKey, key_hash, new_key
 from gateway.auth.auth import without_param
 from gateway.auth.jwks import RemoteKeys
 from gateway.auth.keys import KeyProblem, from_jwk, from_public_key, from_secret
@@ -41,7 +42,7 @@ def token_of(header: dict[str, Any] | str, payload: dict[str, Any] | str, sig: b
 
 def test_keygen_keys_check_and_near_misses_do_not() -> None:
     made = new_key()
-    ring = KeyRing({made.key_id: (made.hash, "alice")})
+    ring = KeyRing([StoredKey(key_id=made.key_id, hash=made.hash, consumer="alice")])
     assert ring.check(made.key) == ("alice", made.key_id)
     changed = made.key[:-1] + ("A" if made.key[-1] != "A" else "B")
     for wrong in (
@@ -55,6 +56,21 @@ def test_keygen_keys_check_and_near_misses_do_not() -> None:
     ):
         assert ring.check(wrong) is None, wrong
     assert made.hash == key_hash(made.key) and made.key not in made.config_line()
+
+
+def test_an_imported_key_is_found_by_its_hash_and_a_refusal_says_why() -> None:
+    old = "probe-key-3f9a7c1e5b2d4680"
+    made = new_key()
+    ring = KeyRing([StoredKey(key_id="legacy-1", hash=key_hash(old), consumer="carol",
+                              imported=True),
+                    StoredKey(key_id=made.key_id, hash=made.hash, consumer="alice")])  # fmt: skip
+    assert ring.check(old) == ("carol", "legacy-1")
+    assert ring.check(made.key) == ("alice", made.key_id)
+    assert ring.check(old[:-1] + "1") is None and ring.check(old[:15]) is None
+    assert "no imported key has its hash" in ring.why(old[:-1] + "1")
+    assert "printable" in ring.why(old[:15])  # too short to be any key: never hashed
+    assert "does not match" in ring.why(made.key[:-1] + "x")
+    assert old not in ring.why(old[:-1] + "1")
 
 
 def test_keygen_command_prints_a_key_and_only_its_hash_for_the_config(
@@ -211,7 +227,7 @@ def test_config_errors_name_file_key_and_reason(tmp_path: Path, text: str, messa
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, text), shown="gateway.toml")
     assert message in str(caught.value), str(caught.value)
-    assert str(caught.value).startswith("gateway.toml: ")
+    assert re.match(r"gateway\.toml(:\d+)?: ", str(caught.value)), caught.value  # file[:line]: key
 
 
 # --- the JWKS refetch limit, with a stand-in IdP and a clock the test moves ----------------

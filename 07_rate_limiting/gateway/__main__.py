@@ -9,7 +9,7 @@
     --redis-url URL            cache in the Redis store at URL (overrides [cache] store),
                                and keep shared rate limits there
     --rate-limit-store S       memory or redis (default: [rate_limit] store; "auto" there
-                               means redis with --workers > 1 and --redis-url, else memory)
+                               means redis whenever --redis-url is given, else memory)
     --check                    validate the config file and exit
 
     python -m gateway keygen [--consumer ID]    a new API key and its gateway.toml line
@@ -131,9 +131,10 @@ def with_overrides(config: GatewayConfig, args: argparse.Namespace) -> GatewayCo
         )
     store = args.rate_limit_store or limits.store
     if store == "auto":
-        # N workers each limiting on their own would admit N times the limit: with a Redis
-        # to share, they share it.
-        store = "redis" if args.workers > 1 and args.redis_url is not None else "memory"
+        # A Redis URL given means shared limits: N workers, or N gateways on N machines,
+        # each limiting on its own would admit N times the limit. One process cannot tell
+        # whether another instance shares its Redis, so it does not guess from --workers.
+        store = "redis" if args.redis_url is not None else "memory"
     changed["rate_limit"] = limits.model_copy(update={"store": store})
     return config.model_copy(update=changed)
 
@@ -183,6 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers > 1 and config.rate_limit.store == "memory" and limited:
         log.warning("%d workers, rate limits in memory: each worker admits the whole limit"
                     " (give --redis-url to share them)", args.workers)  # fmt: skip
+    # Where each concern keeps its state, said once: a limit that is silently per process
+    # is the mistake an operator finds only when a customer gets twice their quota.
+    cache, limits = config.cache, config.rate_limit
+    log.info("state: cache in %s, rate limits in %s%s",
+             f"redis {cache.redis.url}" if cache.store == "redis" else "memory (per process)",
+             f"redis {limits.redis.url}" if limits.store == "redis" else "memory (per process)",
+             "" if limited else " (no route is limited)")  # fmt: skip
     if args.workers > 1:
         inherited = tuple(fd for fd in (args.fd, args.admin_fd) if fd is not None)
         return supervise(args.workers, worker_argv(args, config), pass_fds=inherited)

@@ -24,6 +24,7 @@ from gateway.auth.config import (
     ConsumerConfig,
     RouteAuth,
     auth_problems,
+    stripped_hash_keys,
 )
 from gateway.balancing.config import (
     POOL_NAME,
@@ -233,7 +234,8 @@ def load_config(path: Path, shown: str | None = None) -> GatewayConfig:
     """
     shown = shown or str(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:  # its message carries line and column
         raise ConfigError(f"{shown}: not valid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -242,7 +244,8 @@ def load_config(path: Path, shown: str | None = None) -> GatewayConfig:
     try:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError("\n".join(describe(shown, err) for err in exc.errors())) from None
+        found = [describe(shown, err, text=text, model=GatewayConfig) for err in exc.errors()]
+        raise ConfigError("\n".join(found)) from None
     problems = _route_problems(shown, config.routes) or _conflicts(shown, config.routes)
     problems += [
         f"{shown}: routes[{i}].upstream: {reason}"
@@ -250,6 +253,9 @@ def load_config(path: Path, shown: str | None = None) -> GatewayConfig:
     ]
     problems += auth_problems(shown, config.auth, config.consumers,
                               [(i, r.auth) for i, r in enumerate(config.routes)])  # fmt: skip
+    problems += stripped_hash_keys(
+        shown, config.auth, {name: pool.hash_key for name, pool in config.upstreams.items()}
+    )
     if problems:
         raise ConfigError("\n".join(problems))
     return config

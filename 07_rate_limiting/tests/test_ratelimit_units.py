@@ -6,13 +6,15 @@ contract (test_ratelimit_contract.py) checks the same end to end."""
 from __future__ import annotations
 
 import asyncio
+import random
 from pathlib import Path
+from typing import Any
 
 import http_sf
 import pytest
 from aiohttp.test_utils import make_mocked_request
 from gateway.config import ConfigError, load_config
-from gateway.ratelimit.algorithms import fixed_window, gcra, sliding_window
+from gateway.ratelimit.algorithms import fixed_window, gcra, sliding_window, strict_window
 from gateway.ratelimit.config import Limit
 from gateway.ratelimit.fields import policy_field, state_field
 from gateway.ratelimit.keys import ClientAddress
@@ -93,7 +95,7 @@ def test_the_memory_store_counts_all_or_nothing_and_stays_bounded() -> None:
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("algorithm", ["gcra", "sliding_window", "fixed_window"])
+@pytest.mark.parametrize("algorithm", ["strict_window", "gcra", "sliding_window", "fixed_window"])
 def test_the_lua_script_decides_like_the_python(redis_server: RedisServer, algorithm: str) -> None:
     async def scenario() -> tuple[list[tuple[bool, int]], list[tuple[bool, int]]]:
         store = RedisStore(redis_server.url, timeout=1.0, prefix=f"unit-{algorithm}:",
@@ -168,3 +170,61 @@ def test_trusted_proxies_must_be_networks(tmp_path: Path) -> None:
                     '[[routes]]\nprefix = "/"\nupstream = "http://127.0.0.1:9"\n')  # fmt: skip
     with pytest.raises(ConfigError, match="rate_limit.trusted_proxies"):
         load_config(path, shown="gateway.toml")
+
+
+def admitted_by(decide: Any, arrivals: list[float], requests: int, window: float) -> list[float]:
+    state: Any = None
+    admitted = []
+    for now in arrivals:
+        outcome = decide(state, now, requests, window)
+        if outcome.allowed:
+            state = outcome.state
+            admitted.append(now)
+    return admitted
+
+
+def most_in_any(window: float, times: list[float]) -> int:
+    return max((sum(1 for t in times if start <= t < start + window) for start in times), default=0)
+
+
+def test_a_limit_without_an_algorithm_keeps_the_window_its_config_names() -> None:
+    """`requests = 100, window = 10` reads "at most 100 in any 10 s". A client sending 20
+    a second (twice the rate) for 12 s, starting 7 s into a window: the default keeps it
+    exactly; GCRA keeps its own promise (100 at once, then 10/s: ~200 in the first 10 s)
+    and the sliding-window counter its estimate (~140 here)."""
+    from gateway.ratelimit.config import LimitConfig
+
+    limit = LimitConfig.model_validate({"name": "ten", "requests": 100, "window": 10.0})
+    assert limit.algorithm == "strict_window"
+    arrivals = [7_000.0 + i * 50.0 for i in range(240)]  # ms
+    strict = admitted_by(strict_window, arrivals, 100, 10_000.0)
+    assert most_in_any(10_000.0, strict) == 100
+    assert len(strict) >= 100 + 10 * 2 * 10 / 11 * 0.9  # still close to the rate after
+    assert most_in_any(10_000.0, admitted_by(gcra, arrivals, 100, 10_000.0)) > 150
+    assert most_in_any(10_000.0, admitted_by(sliding_window, arrivals, 100, 10_000.0)) > 120
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_strict_window_never_admits_more_than_its_limit_in_any_window(seed: int) -> None:
+    rng = random.Random(seed)
+    now, arrivals = 0.0, []
+    for _ in range(600):  # bursts and pauses at random, over about 40 windows
+        now += rng.choice([0.0, 1.0, 5.0, 50.0, 400.0])
+        arrivals.append(now)
+    requests, window = rng.choice([(5, 1000.0), (20, 3000.0), (3, 700.0)])
+    admitted = admitted_by(strict_window, arrivals, requests, window)
+    assert most_in_any(window, admitted) <= requests
+    assert admitted  # and it does admit
+
+
+def test_a_strict_windows_retry_after_is_when_a_request_would_be_admitted() -> None:
+    state: Any = None
+    for now in (0.0, 10.0, 20.0):  # three in the first bucket of a 3-per-1000 ms window
+        outcome = strict_window(state, now, 3, 1000.0)
+        state = outcome.state
+    refused = strict_window(state, 500.0, 3, 1000.0)
+    assert not refused.allowed and refused.retry_ms == pytest.approx(
+        600.0
+    )  # bucket 0 leaves at 1100
+    assert not strict_window(state, 1099.0, 3, 1000.0).allowed
+    assert strict_window(state, 1100.0, 3, 1000.0).allowed

@@ -339,7 +339,7 @@ def storm(world: World, runner: asyncio.Runner, seconds: float) -> Section:
          GatewaySpec([RouteSpec("/", "users")], {"users": pool}, channel=channel)),
         (f"{world.after.name}, naive (no budget, no breaker)", world.after,
          GatewaySpec([RouteSpec("/", "users")], {"users": naive_pool}, channel=channel,
-                     retry_budget=(1.0, 10_000))),
+                     retry_budget=(1.0, 10_000.0))),
     ]  # fmt: skip
     out = Section(
         f"2. Retry storm: every target failing (503), 32 clients, {seconds:g} s",
@@ -360,13 +360,13 @@ def storm(world: World, runner: asyncio.Runner, seconds: float) -> Section:
         )  # fmt: skip
     ours = amplification[world.after.name]
     out.verdicts.append(
-        (f"{world.after.name}: amplification {ours:.2f} in the storm (target <= 1.2; naive"
-         f" retries: {amplification[runs[2][0]]:.2f})", ours <= 1.2)
+        (f"{world.after.name}: amplification {ours:.2f} in the storm (target <= 1.5; naive"
+         f" retries: {amplification[runs[2][0]]:.2f})", ours <= 1.5)
     )  # fmt: skip
     out.notes.append(
-        "Retries in flight are capped at 20% of the requests in flight (3 at least), and"
-        " open breakers stop the tries before they start. 03 has no retries: 1.00 is its"
-        " floor, and its clients got every failure."
+        "Over any 10 s, retries are capped at 20% of the requests plus 3 a second (a token"
+        " bucket, Finagle's RetryBudget), and open breakers stop the tries before they"
+        " start. 03 has no retries: 1.00 is its floor, and its clients got every failure."
     )
     return out
 

@@ -10,12 +10,17 @@ does, beside stage 06 (no limits).
    gateway instances sharing one Redis. Targets: 4 workers + Redis admit exactly 100;
    two instances sharing Redis exactly 100; the memory store with 4 workers shows the
    over-admission of a per-process limiter (measured, not judged).
-2. The fixed window's edge burst: 100 per 2 s; 100 requests just before a window
+2. A limit as its config reads: 100 per 10 s, which a user reads as "at most 100 in any
+   10 s". A one-second burst of 200, and 12 s of a client sending 20 a second (twice the
+   rate): how many each algorithm admits, and the most in any 10 s. GCRA's promise is
+   "100 at once, then 10 a second", the sliding-window counter's an estimate; the strict
+   window's (the default) is the config's.
+3. The fixed window's edge burst: 100 per 2 s; 100 requests just before a window
    boundary and 100 just after (Redis's clock, so the bench knows where the boundary is).
    The fixed window admits both waves; the sliding window and GCRA do not.
-3. Overhead: CPU per request and latency, stage 06 (no limits) vs stage 07 with a limit
+4. Overhead: CPU per request and latency, stage 06 (no limits) vs stage 07 with a limit
    that is never reached, memory and Redis. Target: Redis adds < 300 µs at p50.
-4. Redis stopped mid-run: 16 clients for a few seconds, Redis killed after the first
+5. Redis stopped mid-run: 16 clients for a few seconds, Redis killed after the first
    second; route failure mode open, then closed. Target: the failure mode answers within
    one timeout (50 ms), no request hangs.
 
@@ -162,9 +167,68 @@ def accuracy(world: World, runner: asyncio.Runner) -> Section:
     return out
 
 
+async def paced(port: int, rate: float, seconds: float) -> list[tuple[float, int]]:
+    """One request every 1/rate s for `seconds`, each on its own, not waiting for the last:
+    (when it was sent, its status)."""
+    timeout = ClientTimeout(total=30)
+    async with ClientSession(connector=TCPConnector(limit=0), timeout=timeout) as session:
+        start = time.perf_counter()
+
+        async def one(i: int) -> tuple[float, int]:
+            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+            sent = time.perf_counter() - start
+            async with session.get(f"http://127.0.0.1:{port}/small") as reply:
+                await reply.read()
+                return sent, reply.status
+
+        return list(await asyncio.gather(*(one(i) for i in range(int(rate * seconds)))))
+
+
+def most_in_any(window: float, admitted: list[float]) -> int:
+    """The most admissions inside any `window` seconds (a window starting at each one)."""
+    times = sorted(admitted)
+    return max((sum(1 for t in times[i:] if t < start + window)
+                for i, start in enumerate(times)), default=0)  # fmt: skip
+
+
+def as_written(world: World, runner: asyncio.Runner) -> Section:
+    out = Section(
+        f"2. A limit as its config reads: {LIMIT} per 10 s",
+        ["algorithm", "promise", "1 s burst of 200: admitted", "12 s at 20/s: admitted",
+         "most in any 10 s"],
+    )  # fmt: skip
+    promise = {"strict_window": f"at most {LIMIT} in any 10 s",
+               "gcra": f"{LIMIT} at once, then {LIMIT // 10}/s",
+               "sliding_window": f"about {LIMIT} in any 10 s"}  # fmt: skip
+    most = {}
+    for algorithm in promise:
+        counts = []
+        for rate, seconds in ((200.0, 1.0), (20.0, 12.0)):
+            world.redis_flush()
+            proc = world.gateway(world.after, (LimitSpec("ten", LIMIT, 10.0, algorithm),),
+                                 "redis")  # fmt: skip
+            sent = runner.run(paced(proc.port, rate, seconds))
+            proc.stop()
+            counts.append([t for t, status in sent if status == 200])
+        most[algorithm] = most_in_any(10.0, counts[1])
+        out.rows.append([algorithm, promise[algorithm], str(len(counts[0])),
+                         str(len(counts[1])), str(most[algorithm])])  # fmt: skip
+    out.verdicts.append((f"strict_window (the default): at most {most['strict_window']} in any"
+                         f" 10 s (target: at most {LIMIT}, as the config reads)",
+                         most["strict_window"] <= LIMIT))  # fmt: skip
+    # The counter counts the previous window as if evenly spread: a client whose
+    # admissions bunch up in one part of a window gets more in the sliding window that
+    # straddles two (how much depends on where the run starts against the windows).
+    out.verdicts.append((f"sliding_window: {most['sliding_window']} in 10 s: an estimate",
+                         None))  # fmt: skip
+    out.verdicts.append((f"gcra: {most['gcra']} in 10 s, {most['gcra'] / LIMIT:.1f}x: its"
+                         " promise is the rate, not the window", None))  # fmt: skip
+    return out
+
+
 def edge_burst(world: World, runner: asyncio.Runner) -> Section:
     out = Section(
-        "2. The edge of a window: 100 per 2 s, 100 requests just before a boundary, 100 just after",
+        "3. The edge of a window: 100 per 2 s, 100 requests just before a boundary, 100 just after",
         ["algorithm", "admitted before", "admitted after", "within ~0.3 s", "of the limit"],
     )
     window = 2.0
@@ -226,7 +290,7 @@ def overhead(world: World, runner: asyncio.Runner, seconds: float) -> Section:
                                                  duration=seconds / 2, warmup=0.2))  # fmt: skip
             alone[name].append(single.p50_ms)
     out = Section(
-        "3. Overhead: 16 connections (and 1 for the latency), 3 rounds, median; a limit that is"
+        "4. Overhead: 16 connections (and 1 for the latency), 3 rounds, median; a limit that is"
         " never reached",
         ["gateway", "rps", "p50", "p99", "CPU µs/request", "+ Redis µs/request",
          "p50, 1 connection", "vs no limits"],
@@ -290,7 +354,7 @@ async def _kill_redis_under_load(server: RedisServer, port: int, seconds: float
 
 def redis_outage(world: World, runner: asyncio.Runner, seconds: float) -> Section:
     out = Section(
-        f"4. Redis stopped mid-run: 16 clients for {seconds:g} s, Redis killed after 1 s",
+        f"5. Redis stopped mid-run: 16 clients for {seconds:g} s, Redis killed after 1 s",
         ["failure mode", "requests", "before: 200", "after: answers", "first answer after",
          "slowest after", "over 1 s"],
     )  # fmt: skip
@@ -342,12 +406,14 @@ def run_all(before: Path, after: Path, scale: float, console: Console) -> list[S
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             with console.status("accuracy..."):
                 sections.append(accuracy(world, runner))
+            with console.status("a limit as written..."):
+                sections.append(as_written(world, runner))
             with console.status("the window's edge..."):
                 sections.append(edge_burst(world, runner))
             with console.status("Redis stopped mid-run..."):
                 sections.append(redis_outage(world, runner, 3.0))
             with console.status("overhead..."):  # last: it pins this process
-                sections.insert(2, overhead(world, runner, 2.0 * scale))
+                sections.insert(3, overhead(world, runner, 2.0 * scale))
     return sections
 
 

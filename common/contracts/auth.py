@@ -33,6 +33,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import socket
+import subprocess
 import sys
 import time
 import urllib.request
@@ -50,7 +52,7 @@ from jwt.algorithms import RSAAlgorithm
 from common.contracts.wire import Reply, assert_problem, send
 from common.idp import forge
 from common.testing.gateway import Render, start_gateway
-from common.testing.processes import Proc, spawn, start_backend
+from common.testing.processes import REPO_ROOT, Proc, child_env, spawn, start_backend, wait_healthy
 from common.testing.specs import (
     AuthSpec,
     ConsumerSpec,
@@ -65,6 +67,8 @@ SECRET = "contract-hmac-secret-" + "x" * 64  # 85 bytes: long enough for HS512
 ALICE_KEY = "gwk_alice001_" + "A" * 43
 ALICE_NEXT = "gwk_alice002_" + "B" * 43
 BOB_KEY = "gwk_bobbob01_" + "C" * 43
+# A key another gateway made, brought in as it is (imported = true): carol keeps using it.
+CAROL_OLD_KEY = "probe-key-3f9a7c1e5b2d4680"
 ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "ES256", "EdDSA")
 HMAC = ("HS256", "HS384", "HS512")
 
@@ -165,6 +169,7 @@ def auth_spec(idp: Idp, refetch_interval: float = 1.0) -> AuthSpec:
                 subjects=("demo:alice",),
             ),
             ConsumerSpec("bob", "Bob", api_keys=(("bobbob01", key_hash(BOB_KEY)),)),
+            ConsumerSpec("carol", "Carol", imported_keys=(("legacy-1", key_hash(CAROL_OLD_KEY)),)),
         ),  # fmt: skip
     )
 
@@ -528,6 +533,34 @@ def test_unknown_kids_refetch_at_most_once_per_interval(
     assert 1 <= fetched <= 2, f"{sent} unknown kids cost the IdP {fetched} fetches"
 
 
+# --- keys made elsewhere ------------------------------------------------------------------
+
+
+def test_an_imported_key_from_another_gateway_works_as_it_is(gateway: Proc, origin: Proc) -> None:
+    seen = whoami(get(gateway, "/key/whoami", [("X-API-Key", CAROL_OLD_KEY)]))
+    assert seen["consumer"] == {"id": "carol", "username": "Carol"}
+    for wrong in (CAROL_OLD_KEY[:-1] + "1", CAROL_OLD_KEY[:15], "x" + CAROL_OLD_KEY):
+        assert_refused(gateway, origin, "/key/whoami", [("X-API-Key", wrong)])
+
+
+def test_check_refuses_a_key_entry_that_can_never_match(
+    stage_dir: Path, render: Render, tmp_path: Path
+) -> None:
+    """The entry a team moving over writes first: the old key's hash under a made-up id,
+    without `imported = true`. No gwk_ key can ever have that id: --check says so."""
+    consumer = ConsumerSpec("carol", api_keys=(("probe-key", key_hash(CAROL_OLD_KEY)),))
+    config = tmp_path / "gateway.toml"
+    config.write_text(render(GatewaySpec([RouteSpec("/", "http://127.0.0.1:9")],
+                                         auth=AuthSpec(consumers=(consumer,)))))  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "gateway", "--config", str(config), "--check"],
+                          cwd=stage_dir, env=child_env(), capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "consumers[0].api_keys[0]" in done.stderr and "imported = true" in done.stderr, (
+        done.stderr
+    )
+
+
 # --- identity headers ---------------------------------------------------------------------
 
 SPOOFED = [("X-Consumer-ID", "admin"), ("X-Consumer-Username", "root"),
@@ -551,6 +584,50 @@ def test_spoofed_identity_headers_are_replaced_on_protected_routes(gateway: Proc
     seen = whoami(get(gateway, "/jwt/whoami", SPOOFED + bearer(idp.token(sub="erin"))))
     assert seen["consumer"]["id"] == "demo:erin"
     assert "admin" not in json.dumps(seen)
+
+
+# Names other proxies set for "the user", which upstreams behind them trust (oauth2-proxy,
+# Apache and nginx auth_request, Grafana): a client must not be able to send them through.
+TRUSTED_ELSEWHERE = [("X-User-ID", "admin"), ("X-Auth-Subject", "admin"),
+                     ("X-Forwarded-User", "admin"), ("X-Remote-User", "admin"),
+                     ("X-Auth-Request-User", "admin"), ("X_Remote_User", "admin"),
+                     ("x_auth_request_email", "admin@example.com"), ("Remote-User", "admin"),
+                     ("X-Forwarded-Email", "admin@example.com")]  # fmt: skip
+
+
+def sent_upstream(reply: Reply) -> list[str]:
+    assert reply.status == 200, (reply.status, reply.body[:300])
+    return [name for name, _ in reply.json()["headers"]]
+
+
+def test_identity_headers_other_proxies_set_never_reach_the_upstream(
+    gateway: Proc, idp: Idp
+) -> None:
+    for target, credential in (("/public/echo", []), ("/key/echo", [("X-API-Key", BOB_KEY)]),
+                               ("/jwt/echo", bearer(idp.token(sub="erin")))):  # fmt: skip
+        names = sent_upstream(get(gateway, target, TRUSTED_ELSEWHERE + credential))
+        forged = {n.lower().replace("_", "-") for n, _ in TRUSTED_ELSEWHERE}
+        assert not forged.intersection(n.replace("_", "-") for n in names), (target, names)
+
+
+def test_the_removed_list_can_grow_and_one_name_can_be_kept(
+    origin: Proc, stage_dir: Path, render: Render, tmp_path: Path
+) -> None:
+    auth = AuthSpec(strip_headers=("X-Tenant-User",), keep_headers=("X-Forwarded-User",))
+    route = RouteSpec("/public", origin.url, strip_prefix=True)
+    gateway = start_gateway(stage_dir, render(GatewaySpec([route], auth=auth)), tmp_path)
+    try:
+        names = sent_upstream(
+            get(
+                gateway,
+                "/public/echo",
+                [("X-Tenant-User", "admin"), ("X-Forwarded-User", "hint"), ("X-Remote-User", "x")],
+            )
+        )
+        assert "x-tenant-user" not in names and "x-remote-user" not in names, names
+        assert "x-forwarded-user" in names, names
+    finally:
+        gateway.stop()
 
 
 # --- the cache: one consumer's answer is not another's ------------------------------------
@@ -624,3 +701,54 @@ def test_a_rotated_key_is_accepted_after_a_refetch(gateway: Proc, idp: Idp) -> N
         assert time.monotonic() < deadline, "the rotated key was never fetched"
         time.sleep(0.1)  # polling an observable state (the answer), not waiting for one
     assert get(gateway, "/jwt/whoami", bearer(old)).status == 200, "the old key still published"
+
+
+# --- an identity provider that was down at start-up -----------------------------------------
+
+
+def test_an_idp_down_at_start_up_is_used_within_two_seconds_of_answering(
+    origin: Proc, stage_dir: Path, render: Render, tmp_path: Path
+) -> None:
+    """The gateway starts while the JWKS URL refuses connections: every token is a 503
+    (no keys to check it with). The IdP comes up: a valid token is accepted within about
+    2 s, not after `refetch_interval` (30 s by default), which protects the IdP from
+    unknown-kid floods once keys were loaded, not before."""
+    reserved = socket.socket()
+    reserved.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+    url = f"http://127.0.0.1:{reserved.getsockname()[1]}"
+    issuer = IssuerSpec("late", url, ("RS256",), jwks_url=url + "/jwks.json")
+    route = RouteSpec("/jwt", origin.url, strip_prefix=True, auth=RouteAuthSpec(mode="jwt"))
+    spec = GatewaySpec([route], auth=AuthSpec(issuers=(issuer,)))
+    gateway = start_gateway(stage_dir, render(spec), tmp_path)
+    idp_proc = None
+    try:
+        stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        early = jwt.encode({"iss": url, "sub": "x", "aud": "api", "exp": int(time.time()) + 300},
+                           stranger, algorithm="RS256", headers={"kid": "k1"})  # fmt: skip
+        assert_problem(get(gateway, "/jwt/whoami", bearer(early)), 503)
+        time.sleep(1.5)  # the IdP stays down a while: the gateway's retries back off
+        reserved.listen(64)
+        log = open(tmp_path / "idp.log", "wb")  # noqa: SIM115 - closed by Proc.stop
+        fd = reserved.fileno()
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "common.idp", "--fd", str(fd), "--secret", SECRET],
+            cwd=REPO_ROOT, env=child_env(), pass_fds=(reserved.fileno(),),
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        idp_proc = Proc(
+            "idp", reserved.getsockname()[1], popen, tmp_path / "idp.log", _log_file=log
+        )
+        wait_healthy(idp_proc)
+        answering = time.monotonic()
+        token = Idp(idp_proc).token(sub="carol")
+        while (status := get(gateway, "/jwt/whoami", bearer(token)).status) != 200:
+            assert status == 503, status
+            assert time.monotonic() - answering < 10, "still no keys 10 s after the IdP answered"
+            time.sleep(0.05)  # polling an observable state
+        waited = time.monotonic() - answering
+        assert waited <= 2.5, f"a valid token waited {waited:.1f} s after the IdP answered"
+    finally:
+        gateway.stop()
+        if idp_proc is not None:
+            idp_proc.stop()
+        reserved.close()

@@ -33,6 +33,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,7 @@ def gateway(origin: Proc, stage_dir: Path, render: Render,
     routes = [
         limited("/gcra", url, LimitSpec("burst", 5, MINUTE)),
         limited("/sliding", url, LimitSpec("minute", 5, MINUTE, "sliding_window")),
+        limited("/strict", url, LimitSpec("window", 5, MINUTE, "strict_window")),
         limited("/two", url, LimitSpec("burst", 3, MINUTE), LimitSpec("hourly", 10, 3600.0,
                                                                       "sliding_window")),
         limited("/consumer", url, LimitSpec("burst", 3, MINUTE), key="consumer", auth="key"),
@@ -150,12 +152,12 @@ def admitted(replies: list[Reply]) -> int:
 # --- limits -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("route", ["/gcra", "/sliding"])
+@pytest.mark.parametrize("route", ["/gcra", "/sliding", "/strict"])
 def test_a_limit_admits_exactly_its_requests_then_429(gateway: Proc, route: str) -> None:
     client = unique_client()
     replies = [get(gateway, f"{route}/echo", client) for _ in range(5)]
     assert [r.status for r in replies] == [200] * 5
-    name = "burst" if route == "/gcra" else "minute"
+    name = {"/gcra": "burst", "/sliding": "minute", "/strict": "window"}[route]
     assert [fields(r)[1][name]["r"] for r in replies] == [4, 3, 2, 1, 0]
     assert fields(replies[0])[0] == {name: {"q": 5, "w": 60}}
     refused = get(gateway, f"{route}/echo", client)
@@ -164,10 +166,22 @@ def test_a_limit_admits_exactly_its_requests_then_429(gateway: Proc, route: str)
     retry = int(refused.header("Retry-After") or "0")
     if route == "/gcra":  # one request back every 60 / 5 = 12 s
         assert retry in (11, 12), retry  # 12, less what the five took
+    elif route == "/strict":  # once the 6 s bucket the five are in leaves: 60-66 s later
+        assert 59 <= retry <= 66, retry
     else:  # the next window, once this one's 5 weigh 4 or less: 12 s into it, at most 72
         assert 12 <= retry <= 72, retry
     assert fields(refused)[1][name]["r"] == 0
     assert get(gateway, f"{route}/echo", unique_client()).status == 200  # another client
+
+
+def test_a_client_hammering_a_limit_does_not_flood_the_log(gateway: Proc) -> None:
+    """200 refusals in a row: the log says so once (and later with a count), not 200 times."""
+    client = unique_client()
+    replies = [get(gateway, "/gcra/echo", client) for _ in range(205)]
+    assert sum(r.status == 429 for r in replies) == 200
+    who = client[0][1]
+    lines = [line for line in gateway.log_path.read_text().splitlines() if who in line]
+    assert len(lines) <= 2, lines
 
 
 def test_the_tightest_limit_answers_and_a_refusal_consumes_nothing(gateway: Proc) -> None:
@@ -245,7 +259,8 @@ def shared_spec(origin: Proc, url: str, requests: int, **rate_limit: Any) -> Gat
         # An hour: GCRA gives a request back every window / requests, and during the
         # burst not even one may come back, or "exactly" would be off by one.
         [limited("/shared", origin.url, LimitSpec("burst", requests, HOUR),
-                 LimitSpec("smooth", requests, HOUR, "sliding_window"))],
+                 LimitSpec("smooth", requests, HOUR, "sliding_window"),
+                 LimitSpec("strict", requests, HOUR, "strict_window"))],
         rate_limit=RateLimitSpec(store="redis", redis_url=url, trusted_proxies=("127.0.0.1/32",),
                                  **rate_limit),
     )  # fmt: skip
@@ -277,6 +292,24 @@ def test_two_instances_share_one_exact_limit(origin: Proc, redis_server: RedisSe
     second = start_gateway(stage_dir, config, tmp_path)
     try:
         assert admitted(burst([first.port, second.port], 300, unique_client())) == 50
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_a_redis_url_on_the_command_line_means_shared_limits(
+    origin: Proc, redis_server: RedisServer, stage_dir: Path, render: Render, tmp_path: Path
+) -> None:
+    """Two single-process instances started with `--redis-url` and the default store
+    ("auto"): one limit between them, as the flag promises, not one each. And each says at
+    start-up where its limits live."""
+    spec = shared_spec(origin, redis_server.url, 50)
+    config = render(replace(spec, rate_limit=replace(spec.rate_limit, store=None, redis_url=None)))
+    first = start_gateway(stage_dir, config, tmp_path, "--redis-url", redis_server.url)
+    second = start_gateway(stage_dir, config, tmp_path, "--redis-url", redis_server.url)
+    try:
+        assert admitted(burst([first.port, second.port], 300, unique_client())) == 50
+        assert f"rate limits in redis {redis_server.url}" in first.log_path.read_text()
     finally:
         first.stop()
         second.stop()

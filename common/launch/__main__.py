@@ -15,6 +15,7 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from common.launch import output, pidfiles, restart, sockets
 from common.launch.children import _parent_death_signal as parent_death_signal
@@ -41,7 +42,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--redis",
         action="store_true",
-        help="stage 05 on: start a private Redis and two gateway workers sharing it",
+        help="stage 05 on: start a private Redis and two gateway workers sharing it"
+        " (a stage whose services.toml says redis = true always has its Redis)",
+    )
+    parser.add_argument(
+        "--workers", type=int, help="gateway processes (default: services.toml, or 2 with --redis)"
     )
     parser.add_argument(
         "--stop-all",
@@ -63,7 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def launch(stage_arg: str, run_dir: Path, redis: bool = False) -> int:
+def launch(stage_arg: str, run_dir: Path, redis: bool = False, workers: int | None = None) -> int:
     try:
         stage = load_stage(stage_arg)
         children = [b.name for b in stage.services.backends]
@@ -86,24 +91,56 @@ def launch(stage_arg: str, run_dir: Path, redis: bool = False) -> int:
                 wanted.append((ADMIN, gateway.admin_port))
         try:
             bound = sockets.bind_all(wanted)  # before any child exists: all or nothing
-        except LaunchError as e:
-            output.error(str(e))
+        except sockets.PortsBusy as e:
+            holder = holding_stage(run_dir, e.ports)
+            if holder is not None and len(e.ports) == len(str(e).splitlines()):
+                # The usual case, another stage still up: one line, not one per port.
+                output.error(f"the ports are held by {holder}: `make stop-all` stops it")
+            else:
+                output.error(str(e))
+                if holder is not None:
+                    output.error(f"some are held by {holder}: `make stop-all` stops it")
             output.error("nothing was started")
             return 2
+        # Two workers on one port, one cache: what a request meets is the same whichever
+        # worker takes it (make cache REDIS=1). A stage's services.toml may ask for Redis
+        # itself (07: its limits are shared state) and says how many workers.
+        redis = redis or (gateway is not None and gateway.redis)
+        count = workers or (gateway.workers if gateway is not None and gateway.redis else 2)
         if not redis:
-            return asyncio.run(Supervisor(stage, bound, run_dir).run())
+            extra = [] if workers in (None, 1) else ["--workers", str(workers)]
+            return asyncio.run(Supervisor(stage, bound, run_dir, gateway_args=extra).run())
         try:
             with shared_redis(run_dir, stage.name) as url:
-                # Two workers on one port, one cache: what a request meets is the same
-                # whichever worker takes it.
-                extra = ["--redis-url", url, "--workers", "2"]
-                return asyncio.run(Supervisor(stage, bound, run_dir, gateway_args=extra).run())
+                extra = ["--redis-url", url, "--workers", str(count)]
+                supervisor = Supervisor(stage, bound, run_dir, gateway_args=extra, redis_url=url)
+                return asyncio.run(supervisor.run())
         except RedisUnavailable as e:
             output.error(str(e))
             output.error("nothing was started")
             return 2
     finally:
         pidfiles.remove(launcher_pid_file)
+
+
+def holding_stage(run_dir: Path, ports: list[int]) -> str | None:
+    """A stage a launcher of this checkout runs now that holds some of `ports`
+    ("05_cache_layer (launcher PID 4242)"), or None: whoever else holds them, `ss -ltnp`
+    has to say. Its children's PID files record their URLs, hence their ports; the admin
+    listener has no record of its own, so a stage that holds the others is taken to hold
+    it too."""
+    for launcher in sorted(run_dir.glob(f"*/{pidfiles.LAUNCHER}.json")):
+        record = pidfiles.read(launcher)
+        if record is None or pidfiles.stale_reason(record) is not None:
+            continue
+        held = set()
+        for path in launcher.parent.glob("*.json"):
+            child = pidfiles.read(path)
+            if child is not None and child.url and pidfiles.stale_reason(child) is None:
+                held.add(urlsplit(child.url).port)
+        if held.intersection(ports):  # ports of one stage: whoever holds one holds them
+            return f"{launcher.parent.name} (launcher PID {record.pid})"
+    return None
 
 
 @contextlib.contextmanager
@@ -146,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             return stop_all(args.run_dir)
         if args.restart:
             return restart_backend(args.restart, args.run_dir)
-        return launch(args.stage, args.run_dir, redis=args.redis)
+        return launch(args.stage, args.run_dir, redis=args.redis, workers=args.workers)
     except KeyboardInterrupt:
         # Ctrl-C before the supervisor's own handler is installed (or --stop-all):
         # nothing of ours is running yet, so just leave quietly.

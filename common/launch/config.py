@@ -56,6 +56,10 @@ class GatewaySpec(_Strict):
     # Stage 04 on: the admin listener's port. When there is one, `health` is asked there.
     admin_port: Port | None = None
     health: Annotated[str, Field(pattern=r"^/")]
+    # Stage 05 on: how `make <stage>` runs it. `redis`: with a private Redis (--redis-url);
+    # `workers`: gateway processes (--workers). The demo tests start the stage the same way.
+    redis: bool = False
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
 
 
 class IdpSpec(_Strict):

@@ -76,7 +76,9 @@ def failure(name: str, colour: str, reason: str, tail: Iterable[str]) -> None:
         err.print(Text.assemble(("  │ ", "dim"), line))
 
 
-def ready(stage: str, rows: list[Row], pid_dir: str) -> None:
+def ready(
+    stage: str, rows: list[Row], pid_dir: str, demo: str | None = None, admin: str | None = None
+) -> None:
     table = Table(
         title=Text(f"{stage}: everything is up"),
         title_justify="left",
@@ -87,8 +89,25 @@ def ready(stage: str, rows: list[Row], pid_dir: str) -> None:
     for row in rows:
         table.add_row(Text(row.name, style=row.colour), Text(row.url), str(row.pid))
     out.print(table, soft_wrap=False)
+    if demo is not None:
+        next_steps(demo, admin)
     out.print(Text(f"Logs: below, each line prefixed with its process name. PID files: {pid_dir}"))
     out.print("[bold]Ctrl-C stops everything[/] (or `make stop-all` from another terminal)")
+
+
+def next_steps(demo: str, admin: str | None) -> None:
+    """What to do now that it runs: the demo to open, the command that sends it, where the
+    gateway's own view is."""
+    out.print(Text("Next:", style="bold"))
+    out.print(
+        Text(
+            f'  open {demo} in VS Code (REST Client) and click "Send Request"; or,'
+            " from a second terminal, send every request and see each answer:"
+        )
+    )
+    out.print(Text(f"  .venv/bin/python -m common.demo {demo}", style="bold"))
+    if admin is not None:
+        out.print(Text(f"  the gateway's own view: {admin}/upstreams (and /health, /channel, ...)"))
 
 
 def stopped(name: str, colour: str, returncode: int, killed: bool) -> None:

@@ -31,6 +31,14 @@ HOST = "127.0.0.1"
 BACKLOG = 1024
 
 
+class PortsBusy(LaunchError):
+    """Some of the ports are taken; `ports` says which."""
+
+    def __init__(self, message: str, ports: list[int]) -> None:
+        super().__init__(message)
+        self.ports = ports
+
+
 def bind_all(wanted: Iterable[tuple[str, int]]) -> dict[str, socket.socket]:
     """Bind and listen on every (name, port); all or nothing.
 
@@ -39,15 +47,17 @@ def bind_all(wanted: Iterable[tuple[str, int]]) -> dict[str, socket.socket]:
     """
     bound: dict[str, socket.socket] = {}
     problems: list[str] = []
+    busy: list[int] = []
     for name, port in wanted:
         try:
             bound[name] = _listen(port)
         except OSError as e:
             problems.append(_explain(name, port, e))
+            busy += [port] if e.errno == errno.EADDRINUSE else []
     if problems:
         for sock in bound.values():
             sock.close()
-        raise LaunchError("\n".join(problems))
+        raise PortsBusy("\n".join(problems), busy)
     return bound
 
 

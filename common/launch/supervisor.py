@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import sys
@@ -53,8 +54,10 @@ class Supervisor:
         sockets: dict[str, socket.socket],
         run_dir: Path,
         gateway_args: list[str] | None = None,  # e.g. --redis-url URL --workers 2
+        redis_url: str | None = None,  # the private Redis, for the table of what runs
     ) -> None:
         self.stage = stage
+        self.redis_url = redis_url
         self.run_dir = run_dir
         self.env = child_env()
         self.backends = [
@@ -276,10 +279,17 @@ class Supervisor:
 
     def _show_ready(self) -> None:
         rows = [output.Row(c.name, c.colour, c.url, c.pid) for c in self.children]
+        admin = None
         if self.gateway is not None and self.gateway.admin_port:
             admin = f"http://127.0.0.1:{self.gateway.admin_port}"
             rows.append(output.Row("gateway admin", output.GATEWAY_COLOUR, admin, self.gateway.pid))
-        output.ready(self.stage.name, rows, str(pidfiles.stage_dir(self.run_dir, self.stage.name)))
+        if self.redis_url is not None:
+            record = pidfiles.read(pidfiles.pid_path(self.run_dir, self.stage.name, "redis"))
+            rows.append(output.Row("redis", "dim", self.redis_url, record.pid if record else 0))
+        demo = self.stage.path / "demo.http"
+        shown = os.path.relpath(demo, REPO_ROOT) if demo.is_file() else None
+        pid_dir = str(pidfiles.stage_dir(self.run_dir, self.stage.name))
+        output.ready(self.stage.name, rows, pid_dir, demo=shown, admin=admin)
 
     def _relay_line(self, child: Child, line: str) -> None:
         output.child_line(child.name, child.colour, self.width, line)

@@ -211,6 +211,7 @@ class ConsumerSpec:
     scopes: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     api_keys: tuple[tuple[str, str], ...] = ()
+    imported_keys: tuple[tuple[str, str], ...] = ()  # (id, hash) of keys made elsewhere
     subjects: tuple[str, ...] = ()
     plan: str = ""  # stage 07 on: which of a limit's plans applies
 
@@ -223,6 +224,8 @@ class AuthSpec:
     consumers: tuple[ConsumerSpec, ...] = ()
     verified_cache: int | None = None  # None: the stage's default; 0: no cache
     max_token_bytes: int | None = None
+    strip_headers: tuple[str, ...] = ()  # client headers removed besides the default list
+    keep_headers: tuple[str, ...] = ()  # names of the default list let through
 
 
 @dataclass(frozen=True)
@@ -257,7 +260,7 @@ class GatewaySpec:
     access_log: bool = False
     channel: ChannelSpec = field(default_factory=ChannelSpec)  # stage 04 on: route defaults
     max_in_flight: int = 1024  # stage 04 on: requests in flight; past it, 503
-    retry_budget: tuple[float, int] = (0.2, 3)  # stage 04 on: (ratio, min_retries)
+    retry_budget: tuple[float, float] = (0.2, 3.0)  # stage 04 on: (ratio, min_per_second)
     cache: CacheSpec | None = None  # stage 05 on; None: the stage's defaults
     auth: AuthSpec | None = None  # stage 06 on; None: no issuers, no consumers
     rate_limit: RateLimitSpec | None = None  # stage 07 on; None: the stage's defaults

@@ -27,6 +27,7 @@ import pytest
 
 from common.contracts.upstreams import refused_port
 from common.demo import DemoResult, load_demo, run_demo
+from common.redisserver import spawn_redis
 from common.testing.gateway import start_gateway
 from common.testing.processes import HOST, Proc, spawn, start_backend, wait_healthy
 
@@ -85,7 +86,17 @@ def running_stage(stage_dir: Path, tmp_path: Path) -> Iterator[RunningStage]:
             stand_in,
             (stage_dir / services["gateway"]["config"]).read_text(encoding="utf-8"),
         )
-        gateway = start_gateway(stage_dir, config, tmp_path)
+        args: list[str] = []
+        if services["gateway"].get("redis"):  # as `make <stage>` runs it (common/launch)
+            server = spawn_redis(tmp_path / "redis")
+            refused.callback(server.stop)
+            args = [
+                "--redis-url",
+                server.url,
+                "--workers",
+                str(services["gateway"].get("workers", 1)),
+            ]
+        gateway = start_gateway(stage_dir, config, tmp_path, *args)
         started.append(gateway)
         yield RunningStage(backends, gateway, services, idp)
     finally:

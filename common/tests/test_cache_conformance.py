@@ -34,3 +34,45 @@ def test_a_missing_suite_names_where_it_looked_and_how_to_point_elsewhere(tmp_pa
 def test_a_bad_floor_is_a_usage_error() -> None:
     result = conformance("--floor", "lots")
     assert result.returncode == 2 and "expected PASSED or PASSED:REQUIRED" in result.stderr
+
+
+FAKE_NPM = """#!/bin/sh
+# npm i as the suite's install runs it: slow enough that two callers overlap; it fails the
+# way the real one did (ENOTEMPTY) when another install is already in the same folder.
+echo "$$" >> "$NPM_CALLS"
+[ -e node_modules ] && { echo "ENOTEMPTY: node_modules" >&2; exit 1; }
+mkdir -p node_modules/undici && sleep 0.5
+"""
+
+
+def test_two_stages_installing_the_suite_at_once_install_it_once(tmp_path: Path) -> None:
+    """06 and 07 run in parallel, and each one's floor test installs the suite's node
+    packages: the first one installs (into the clone, not /tmp), the other waits for it."""
+    suite = tmp_path / "suite-src"
+    (suite / "suite" / "test-engine").mkdir(parents=True)
+    (suite / "suite" / "test-engine" / "cli.mjs").write_text("// the client\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "npm").write_text(FAKE_NPM)
+    (bin_dir / "npm").chmod(0o755)
+    calls = tmp_path / "npm-calls"
+    root = tmp_path / "cache"
+    script = (
+        "from pathlib import Path; from common.cache_conformance import installed_suite;"
+        f" print(installed_suite(Path({str(suite)!r}), Path({str(root)!r})))"
+    )
+    env = child_env({"PATH": f"{bin_dir}:/usr/bin:/bin", "NPM_CALLS": str(calls)})
+    env.pop("CACHE_TESTS_DIR", None)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]  # fmt: skip
+    results = [proc.communicate(timeout=60) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], results
+    paths = {out.strip() for out, _ in results}
+    assert len(paths) == 1 and Path(paths.pop()).parent == root
+    assert len(calls.read_text().split()) == 1  # npm ran once
+    assert sorted(p.name for p in root.iterdir() if not p.name.endswith(".lock")) == [
+        next(p.name for p in root.iterdir() if p.is_dir())
+    ]  # no staging folder left behind

@@ -249,6 +249,9 @@ def test_redis_starts_a_private_server_and_stops_it_with_the_stage(tmp_path, lau
     assert ping(port)
     assert (tmp_path / "run" / "11_shared" / "redis" / "server.log").is_file()
     assert "redis (" in launcher.output and records["redis"]["url"] in launcher.output
+    # ...and in the table of what runs, with its PID, like every other child.
+    table_rows = [line for line in launcher.output.splitlines() if "│ redis" in line]
+    assert table_rows and str(records["redis"]["pid"]) in table_rows[0], launcher.output
 
     launcher.popen.kill()  # SIGKILL: no cleanup runs, and still the server goes with it
 
@@ -519,6 +522,34 @@ def test_a_busy_port_is_reported_before_anything_starts(tmp_path) -> None:
     assert "nothing was started" in result.stderr
     assert result.stdout == ""  # no child ever printed a line
     assert not list((tmp_path / "run").rglob("*.json"))
+
+
+def test_ports_held_by_another_running_stage_name_it_and_the_way_out(tmp_path, launch) -> None:
+    """The usual busy port: the reader left the previous stage running. One line naming
+    it and `make stop-all`, not a line per port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    first = launch(make_stage(tmp_path, "31_first", backends_toml(("users", "a", port))),
+                   "--run-dir", tmp_path / "run")  # fmt: skip
+    records = first.wait_ready("31_first", ["users-a"])
+    second = make_stage(tmp_path, "32_second", backends_toml(("users", "a", port)))
+    result = run_launcher(tmp_path, second, "--run-dir", tmp_path / "run")
+    assert result.returncode == 2
+    pid = records["launcher"]["pid"]
+    assert f"held by 31_first (launcher PID {pid}): `make stop-all` stops it" in result.stderr
+    assert "already in use" not in result.stderr
+
+
+def test_when_everything_is_up_it_says_what_to_do_next(tmp_path, launch) -> None:
+    stage = make_stage(tmp_path, "33_next", backends_toml(("users", "a", 0)))
+    (stage / "demo.http").write_text(
+        "@users = http://127.0.0.1:9001\n\n### 1. a\n# expect: 200\nGET {{users}}/health\n"
+    )
+    launcher = launch(stage, "--run-dir", tmp_path / "run")
+    launcher.wait_ready("33_next", ["users-a"])
+    assert "demo.http in VS Code" in launcher.output
+    assert "python -m common.demo" in launcher.output and "33_next/demo.http" in launcher.output
 
 
 def test_an_unknown_stage_lists_the_known_ones(tmp_path) -> None:

@@ -15,9 +15,9 @@
     backoff_cap = 0.25
     replay_bytes = 65536            # request bodies up to this are kept to send again
 
-    [retry_budget]
-    ratio = 0.2                     # retries in flight <= 20% of requests in flight...
-    min_retries = 3                 # ...but 3 are always allowed
+    [retry_budget]                  # over any 10 s: retries <= ratio x requests + reserve
+    ratio = 0.2                     # one retry per five requests...
+    min_per_second = 3.0            # ...plus a reserve of 3 per second (30 per 10 s)
 
     [[routes]]                      # any of the above, per route, and hedging
     timeouts = { try = 1.0, deadline = 3.0 }
@@ -109,4 +109,4 @@ class HedgeConfig(Strict):
 
 class RetryBudgetConfig(Strict):
     ratio: Annotated[float, Field(ge=0, le=1)] = 0.2
-    min_retries: Annotated[int, Field(ge=0, le=10_000)] = 3
+    min_per_second: Annotated[float, Field(ge=0, le=100_000)] = 3.0

@@ -175,6 +175,21 @@ class CircuitBreaker:
     def open_count(self) -> int:
         return sum(t.health.circuit == OPEN for t in self.targets)
 
+    def reset(self) -> None:
+        """Every breaker closed and its history forgotten: an operator's word that the
+        upstream is fixed (POST /upstreams/NAME/reset), instead of waiting out open_for
+        and a probe. HAProxy's `set server ... state ready` and Envoy's outlier
+        `uneject` (via a restart) are the same lever; a reset to a still-broken target
+        only costs the failures it takes to open again."""
+        for target in self.targets:
+            health = target.health
+            health.circuit, health.admit, health.open_until = CLOSED, None, None
+            health.consecutive_failures = health.opens = 0
+            health.closed_at = None
+            self.windows[id(target)].clear()
+        self._next_half_open = math.inf
+        log.warning("upstream %r: every breaker reset (closed) by the admin listener", self.pool)
+
     def _open(self, target: Target, why: str) -> None:
         self.refresh()  # breakers whose time is up no longer count against the limit
         policy, health = self.policy, target.health

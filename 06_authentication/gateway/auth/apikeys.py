@@ -20,6 +20,17 @@ revoked. The comparison is `hmac.compare_digest`, in constant time.
 
 Rotation without downtime: give the consumer a second key, let its clients move to it,
 then delete the old line. A consumer may hold any number of keys at once.
+
+Keys made elsewhere. A team moving from another gateway has keys in the wild that do not
+look like ours (`probe-key-3f9a7c1e5b2d4680`), and cannot ask every client to change.
+Such a key is *imported*: `{ id = "legacy-1", hash = "sha256:...", imported = true }`
+(`python -m gateway keygen --import` reads the key on stdin and prints the line). It has
+no id inside it, so it is found by its hash: a dict from SHA-256 digest to consumer. That
+lookup leaks no timing about the key: what the dict compares is the digest, and learning
+a digest's first bytes from timing brings an attacker no closer to a key that produces
+it (SHA-256 is preimage resistant). GitHub finds its tokens the same way. An imported key
+must be at least MIN_IMPORTED characters of printable ASCII: a short one could be
+guessed, whatever the hash. `gwk_` keys stay the kind the gateway makes.
 """
 
 from __future__ import annotations
@@ -34,6 +45,11 @@ PREFIX = "gwk_"
 KEY_ID = re.compile(r"[a-z0-9]{8}")
 KEY = re.compile(r"gwk_([a-z0-9]{8})_[A-Za-z0-9_\-]{43}")
 HASH = re.compile(r"sha256:[0-9a-f]{64}")
+# An imported key's id names it in logs and upstream (X-Credential-Identifier); the key's
+# own form is free, within bounds.
+IMPORTED_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+MIN_IMPORTED, MAX_IMPORTED = 16, 256
+_PRINTABLE = frozenset(chr(c) for c in range(0x21, 0x7F))
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 
@@ -58,30 +74,73 @@ def new_key() -> NewKey:
     return NewKey(key, key_id, key_hash(key))
 
 
-class KeyRing:
-    """Every consumer's stored key hashes, by key id."""
+@dataclass(frozen=True)
+class StoredKey:
+    key_id: str
+    hash: str  # "sha256:<hex>"
+    consumer: str
+    imported: bool = False
 
-    def __init__(self, hashes: dict[str, tuple[str, str]]) -> None:
+
+class KeyRing:
+    """Every consumer's stored key hashes: `gwk_` keys by key id, imported ones by hash."""
+
+    def __init__(self, keys: list[StoredKey]) -> None:
         # key id -> (sha256 digest of the key, the consumer's id)
-        self._by_id = {key_id: (bytes.fromhex(h.removeprefix("sha256:")), consumer)
-                       for key_id, (h, consumer) in hashes.items()}  # fmt: skip
+        self._by_id = {k.key_id: (_digest(k.hash), k.consumer) for k in keys if not k.imported}
+        # sha256 digest -> (the consumer's id, key id)
+        self._imported = {_digest(k.hash): (k.consumer, k.key_id) for k in keys if k.imported}
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return len(self._by_id) + len(self._imported)
 
     def check(self, presented: str) -> tuple[str, str] | None:
-        """(consumer id, key id) for a valid key; None for anything else.
+        """(consumer id, key id) for a valid key; None for anything else (`why` says what).
 
         A key that is a prefix of a valid one, or a valid one with a character changed,
-        has another hash; a string that is not a key at all never gets as far as hashing.
+        has another hash; a string that is no key at all never gets as far as hashing.
         """
         match = KEY.fullmatch(presented)
-        if match is None:
-            return None
-        stored = self._by_id.get(match.group(1))
-        if stored is None:
-            return None
-        digest, consumer = stored
-        if not hmac.compare_digest(hashlib.sha256(presented.encode()).digest(), digest):
-            return None
-        return consumer, match.group(1)
+        if match is not None:
+            stored = self._by_id.get(match.group(1))
+            if stored is None:
+                return None
+            digest, consumer = stored
+            if not hmac.compare_digest(hashlib.sha256(presented.encode()).digest(), digest):
+                return None
+            return consumer, match.group(1)
+        if self._imported and _importable(presented):
+            return self._imported.get(hashlib.sha256(presented.encode()).digest())
+        return None
+
+    def why(self, presented: str) -> str:
+        """Why `check` refused a key, for the log (never the key itself): the slow path."""
+        match = KEY.fullmatch(presented)
+        if match is not None:
+            if match.group(1) not in self._by_id:
+                return f"no gwk_ key with id {match.group(1)!r}"
+            return f"gwk_ key {match.group(1)!r}: the secret does not match its hash"
+        if presented.startswith(PREFIX):
+            return "starts with gwk_ but is not a whole gwk_ key"
+        if not _importable(presented):
+            return (f"neither a gwk_ key nor a possible imported key ({MIN_IMPORTED}-"
+                    f"{MAX_IMPORTED} printable characters)")  # fmt: skip
+        return "not a gwk_ key, and no imported key has its hash"
+
+
+def _digest(stored: str) -> bytes:
+    return bytes.fromhex(stored.removeprefix("sha256:"))
+
+
+def _importable(key: str) -> bool:
+    return MIN_IMPORTED <= len(key) <= MAX_IMPORTED and _PRINTABLE.issuperset(key)
+
+
+def importable_problem(key: str) -> str | None:
+    """Why a key cannot be imported (keygen --import), or None."""
+    if KEY.fullmatch(key):
+        return "this is a gwk_ key already: use its id (the 8 characters after gwk_)"
+    if not _importable(key):
+        return (f"an imported key must be {MIN_IMPORTED} to {MAX_IMPORTED} printable ASCII"
+                " characters without spaces")  # fmt: skip
+    return None

@@ -35,9 +35,9 @@ from gateway.accesslog import UPSTREAM
 from gateway.errors import GatewayError
 from gateway.routing import ROUTE, RouteMatch
 
-from .apikeys import KeyRing
+from .apikeys import KeyRing, StoredKey
 from .config import AuthConfig, AuthPolicy, ConsumerConfig, IssuerConfig
-from .identity import IDENTITY, Identity, has_spoofable, spoofable
+from .identity import IDENTITY, Identity, Spoofable
 from .jwks import KeysUnavailable, RemoteKeys, StaticKeys
 from .tokens import ClaimsPolicy, Invalid, check_claims, header_fields, parse, scopes_of
 
@@ -102,7 +102,8 @@ class Authenticator:
         self.config = config
         self.realm = config.realm
         self.clock = clock
-        self.ring = KeyRing({k.id: (k.hash, c.id) for c in consumers for k in c.api_keys})
+        self.ring = KeyRing([StoredKey(key_id=k.id, hash=k.hash, consumer=c.id, imported=k.imported)
+                             for c in consumers for k in c.api_keys])  # fmt: skip
         # An API key's identity never changes: built once, not per request.
         self.key_identities = {
             k.id: Identity(
@@ -112,6 +113,7 @@ class Authenticator:
             for k in c.api_keys
         }
         self.by_subject = {s: c for c in consumers for s in c.subjects}
+        self.spoofable = Spoofable(config.strip_headers, config.keep_headers)
         self.issuers = {i.issuer: Issuer.from_config(i) for i in config.issuers}
         # sha256(token) -> (identity, issuer name, valid until): tokens verified already.
         self.verified: OrderedDict[bytes, tuple[Identity, str, float]] = OrderedDict()
@@ -151,9 +153,9 @@ class Authenticator:
                 return await handler(request)
             policy = found.route.auth
             if policy.mode == "public":
-                if not has_spoofable(request.headers):
+                if not self.spoofable.any(request.headers):
                     return await handler(request)  # nearly every public request: no copy
-                kept = [(n, v) for n, v in request.headers.items() if not spoofable(n)]
+                kept = [(n, v) for n, v in request.headers.items() if not self.spoofable(n)]
                 upstream = request.clone(headers=CIMultiDict(kept))
             else:
                 identity = await self.identify(request, found, policy)
@@ -227,7 +229,7 @@ class Authenticator:
     def check_key(self, presented: str) -> Identity:
         found = self.ring.check(presented)
         if found is None:
-            raise Invalid("API key: no key with this id and hash")  # the key itself is never logged
+            raise Invalid(f"API key: {self.ring.why(presented)}")  # never the key itself
         return self.key_identities[found[1]]
 
     async def verify_token(self, token: str, policy: AuthPolicy) -> Identity:
@@ -294,7 +296,9 @@ class Authenticator:
         removed unless the route forwards it."""
         drop = policy.credential_headers
         headers = CIMultiDict(
-            (n, v) for n, v in request.headers.items() if n.lower() not in drop and not spoofable(n)
+            (n, v)
+            for n, v in request.headers.items()
+            if n.lower() not in drop and not self.spoofable(n)
         )
         headers.extend(identity.headers())
         clone = request.clone(headers=headers)

@@ -9,6 +9,8 @@ key_query = ""                  # ...or a query parameter ("" = not in the query
 forward_credential = false      # the Authorization header / API key goes upstream too
 max_token_bytes = 8192
 verified_cache = 10000          # verified tokens kept (until they expire); 0 = none
+strip_headers = ["X-Tenant-User"]   # more client headers to remove (identity.py's list)
+keep_headers = ["X-User-ID"]    # names of that list to let through (a routing hint)
 
 [[auth.issuers]]
 name = "demo"                   # how routes and consumers refer to it
@@ -29,6 +31,8 @@ name = "Alice"
 scopes = ["orders:read"]        # what her API keys grant
 groups = ["staff"]
 api_keys = [{ id = "k7f3a9c2", hash = "sha256:..." }]   # python -m gateway keygen
+# a key made elsewhere: keygen --import reads it on stdin and prints this line
+# api_keys = [{ id = "legacy-1", hash = "sha256:...", imported = true }]
 subjects = ["demo:alice"]       # JWT subjects (issuer name:sub) that are this consumer
 
 [[routes]]
@@ -45,7 +49,8 @@ from pydantic import Field, field_validator, model_validator
 from gateway.headers import TOKEN
 from gateway.validation import Seconds, Strict
 
-from .apikeys import HASH, KEY_ID
+from .apikeys import HASH, IMPORTED_ID, KEY_ID
+from .identity import SPOOFABLE_PREFIXES, STRIPPED_NAMES, Spoofable, normalise
 from .keys import ALGORITHMS, KeyProblem, VerifyKey, from_jwk, from_pem, from_secret
 
 Mode = Literal["public", "key", "jwt", "either"]
@@ -147,8 +152,24 @@ class IssuerConfig(Strict):
 
 
 class ApiKeyConfig(Strict):
-    id: Annotated[str, Field(pattern=KEY_ID.pattern)]
+    """A `gwk_` key (its id is inside the key) or an imported one (found by its hash)."""
+
+    id: str
     hash: Annotated[str, Field(pattern=HASH.pattern)]
+    imported: bool = False
+
+    @model_validator(mode="after")
+    def _matchable(self) -> ApiKeyConfig:
+        # An entry that can never match is refused here, not discovered as 401s later.
+        if self.imported and not IMPORTED_ID.fullmatch(self.id):
+            raise ValueError(f"id: {self.id!r}: letters, digits, '_', '.', '-' (at most 64)")
+        if not self.imported and not KEY_ID.fullmatch(self.id):
+            raise ValueError(
+                f"id: {self.id!r} cannot match a gwk_ key, whose id is the 8 lowercase letters"
+                " and digits after gwk_; for a key made elsewhere, add imported = true"
+                " (python -m gateway keygen --import prints the line)"
+            )
+        return self
 
 
 class ConsumerConfig(Strict):
@@ -178,9 +199,26 @@ class AuthConfig(Strict):
     max_token_bytes: Annotated[int, Field(ge=512, le=64 * 1024)] = 8192
     verified_cache: Annotated[int, Field(ge=0, le=1_000_000)] = 10_000
     issuers: list[IssuerConfig] = []
+    strip_headers: list[str] = []
+    keep_headers: list[str] = []
 
     _header = field_validator("key_header")(_header_name)
     _query = field_validator("key_query")(_query_name)
+
+    @field_validator("strip_headers", "keep_headers")
+    @classmethod
+    def _names(cls, values: list[str]) -> list[str]:
+        return [_header_name(v) for v in values]
+
+    @field_validator("keep_headers")
+    @classmethod
+    def _keepable(cls, values: list[str]) -> list[str]:
+        for name in values:
+            if normalise(name).startswith(SPOOFABLE_PREFIXES):
+                raise ValueError(f"{name}: the gateway sets this family itself; it cannot be kept")
+            if normalise(name) not in STRIPPED_NAMES:
+                raise ValueError(f"{name} is not among the removed headers; nothing to keep")
+        return values
 
 
 class RouteAuth(Strict):
@@ -252,6 +290,7 @@ def auth_problems(shown: str, auth: AuthConfig, consumers: list[ConsumerConfig],
             problems.append(f"{shown}: auth.issuers[{i}].name: {name!r} is used twice")
     seen_ids: dict[str, int] = {}
     seen_keys: dict[str, int] = {}
+    seen_hashes: dict[str, str] = {}
     for c, consumer in enumerate(consumers):
         key = f"{shown}: consumers[{c}]"
         if consumer.id in seen_ids:
@@ -261,6 +300,10 @@ def auth_problems(shown: str, auth: AuthConfig, consumers: list[ConsumerConfig],
             if api_key.id in seen_keys:
                 problems.append(f"{key}.api_keys[{k}].id: key id {api_key.id!r} is used twice")
             seen_keys.setdefault(api_key.id, c)
+            if api_key.hash in seen_hashes:  # one key, two entries: the second never matches
+                problems.append(f"{key}.api_keys[{k}].hash: the same key as"
+                                f" {seen_hashes[api_key.hash]}")  # fmt: skip
+            seen_hashes.setdefault(api_key.hash, f"{key.partition(': ')[2]}.api_keys[{k}]")
         for s, subject in enumerate(consumer.subjects):
             if subject.partition(":")[0] not in issuers:
                 problems.append(f"{key}.subjects[{s}]: no [[auth.issuers]] is named"
@@ -276,3 +319,16 @@ def auth_problems(shown: str, auth: AuthConfig, consumers: list[ConsumerConfig],
         if policy.mode == "public" and policy.scopes:
             problems.append(f"{key}.scopes: a public route has no caller to have scopes")
     return problems
+
+
+def stripped_hash_keys(shown: str, auth: AuthConfig, hash_keys: dict[str, str | None]) -> list[str]:
+    """A pool that hashes on a header the gateway removes would hash every request on
+    nothing: a config error, not a silent imbalance (gateway.toml keeps X-User-ID)."""
+    spoofable = Spoofable(auth.strip_headers, auth.keep_headers)
+    return [
+        f"{shown}: upstreams.{pool}.hash_key: {hash_key[7:]} is removed from every request"
+        f" (an identity header a client could forge); add it to [auth] keep_headers if it"
+        f" is a routing hint"
+        for pool, hash_key in hash_keys.items()
+        if hash_key and hash_key.startswith("header:") and spoofable(hash_key[7:])
+    ]

@@ -13,7 +13,11 @@ provider:
   random kid with every request costs the IdP one request per interval, not one per
   request;
 - a fetch failed: the keys already held are kept (a token signed with them still
-  verifies) and the next try waits `refetch_interval`.
+  verifies) and the next try waits `refetch_interval`. While no key set was ever loaded
+  (the IdP was down when the gateway started) there is nothing to keep, and every token
+  is a 503: then the next try comes soon, after 0.5 s, 1 s, then every 2 s, so that a
+  valid token is accepted within 2 s of the IdP answering. Still one fetch at a time,
+  and only when a request asks: a flood costs the IdP one request per 2 s at most.
 
 Envoy's jwt_authn does the same with `cache_duration` and an async refetch; Kong's
 OpenID plugin rediscovers on an unknown kid with a rediscovery lifetime; nginx Plus
@@ -41,6 +45,10 @@ log = logging.getLogger("gateway.auth")
 
 MAX_JWKS_BYTES = 256 * 1024
 DISCOVERY_PATH = "/.well-known/openid-configuration"
+# Until the first key set arrives: retry after 0.5 s, doubling, at most every 2 s. A real
+# gateway would make these configurable; 2 s is the longest a valid token waits after
+# the IdP comes back.
+FIRST_RETRY, MAX_RETRY = 0.5, 2.0
 
 
 class KeysUnavailable(Exception):
@@ -101,6 +109,7 @@ class RemoteKeys:
         self.expires = -math.inf  # when the set must be fetched again
         self.last_fetch = -math.inf  # when the last fetch started
         self.fetches = self.failures = 0
+        self.failures_in_a_row = 0
         self.last_error: str | None = None
         self._session: ClientSession | None = None
         self._fetching: asyncio.Future[None] | None = None
@@ -148,16 +157,27 @@ class RemoteKeys:
             keys = self._parse(document)
         except (ClientError, TimeoutError, OSError, ValueError) as exc:
             self.failures += 1
+            self.failures_in_a_row += 1
             self.last_error = f"{type(exc).__name__}: {exc}"[:300]
-            self.expires = self.clock() + self.refetch_interval  # try again, not sooner
+            self.expires = self.clock() + self._retry_after_failure()
             log.warning("issuer %s: key fetch failed (%s); keeping %d keys", self.name,
                         self.last_error, len(self.keys))  # fmt: skip
             return
         self.keys, self.loaded, self.last_error = keys, True, None
+        self.failures_in_a_row = 0
         ttl = self.ttl if max_age is None else max_age
         self.expires = self.clock() + min(max(ttl, self.refetch_interval), self.max_ttl)
         log.info("issuer %s: %d keys (%s)", self.name, len(keys),
                  ", ".join(str(k.kid) for k in keys))  # fmt: skip
+
+    def _retry_after_failure(self) -> float:
+        """Seconds until the next fetch may be tried. With keys held, `refetch_interval`:
+        the old keys still verify, and the IdP is not pressed. Without any, every token
+        fails meanwhile, so soon: 0.5 s, 1 s, then 2 s (never longer than the interval)."""
+        if self.loaded:
+            return self.refetch_interval
+        backoff = FIRST_RETRY * 2 ** (self.failures_in_a_row - 1)
+        return min(backoff, MAX_RETRY, self.refetch_interval)
 
     async def _discover(self) -> str:
         """OpenID Connect Discovery 1.0 §4: the configuration names the jwks_uri, and

@@ -9,22 +9,42 @@ so a header the gateway does not set today (`X-Consumer-Custom-ID`) is no way in
 and `_` counts as `-`: CGI-style servers (WSGI, PHP, many frameworks) read both
 `X-Consumer-ID` and `X_Consumer_ID` as `HTTP_X_CONSUMER_ID`.
 
+Besides the gateway's own families, upstreams commonly trust single names that other
+proxies set: oauth2-proxy's X-Auth-Request-User and X-Forwarded-User, Apache's and nginx
+auth_request's X-Remote-User and Remote-User, Grafana's X-WEBAUTH-USER, and the X-User-ID
+many services read. A client that sends one of those through a gateway that does not set
+it is believed by a service that was written for a gateway that does. So they go too, on
+every route: `STRIPPED_NAMES` is the documented default list, `[auth] strip_headers` adds
+names, and `keep_headers` lets one of the list through on purpose (gateway.toml keeps
+X-User-ID: in this repo it is the routing hint the users pool hashes on, not an identity).
+The gateway's own families cannot be kept: it sets them.
+
 Kong sets the same family (X-Consumer-ID, X-Consumer-Username, X-Credential-Identifier,
-X-Anonymous-Consumer); Envoy's jwt_authn forwards the payload in a header of your choice
-(`forward_payload_header`) and strips the Authorization header unless `forward: true`.
-`X-User-ID` is not in the families: in this repo it is a routing hint the client chooses
-(the users pool hashes on it), not an identity.
+X-Anonymous-Consumer) and strips nothing else; Envoy's jwt_authn forwards the payload in a
+header of your choice (`forward_payload_header`) and strips the Authorization header
+unless `forward: true`; oauth2-proxy removes its own X-Forwarded-* and X-Auth-Request-*
+names from what the client sent.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiohttp import web
-from multidict import CIMultiDict
 
 # Lower case, with "-": a client's header is compared after `_` -> `-` (see above).
 SPOOFABLE_PREFIXES = ("x-consumer-", "x-authenticated-", "x-credential-")
+# Names other proxies set for "the authenticated user", which upstreams behind them trust.
+STRIPPED_NAMES = frozenset({
+    "x-user-id", "x-user", "x-user-email", "x-user-name", "x-user-groups",
+    "x-auth-user", "x-auth-subject", "x-auth-email", "x-auth-groups",
+    "x-auth-request-user", "x-auth-request-email", "x-auth-request-preferred-username",
+    "x-auth-request-groups", "x-auth-request-access-token",
+    "x-forwarded-user", "x-forwarded-email", "x-forwarded-preferred-username",
+    "x-forwarded-groups", "x-forwarded-access-token",
+    "x-remote-user", "remote-user", "x-remote-groups", "x-webauth-user",
+})  # fmt: skip
 
 CONSUMER_ID = "X-Consumer-ID"
 CONSUMER_NAME = "X-Consumer-Username"
@@ -65,11 +85,22 @@ class Identity:
 IDENTITY = web.RequestKey("identity", Identity)
 
 
-def spoofable(name: str) -> bool:
-    return name.lower().replace("_", "-").startswith(SPOOFABLE_PREFIXES)
+def normalise(name: str) -> str:
+    return name.lower().replace("_", "-")
 
 
-def has_spoofable(headers: CIMultiDict[str] | object) -> bool:
-    """Any identity-family header among the request's (the common case is none: then the
-    request goes on as it is, without a copy of its headers)."""
-    return any(spoofable(name) for name in headers)  # type: ignore[attr-defined]
+class Spoofable:
+    """Which client headers never reach the upstream: the families, the default names,
+    plus `strip_headers`, less `keep_headers`."""
+
+    def __init__(self, strip: Iterable[str] = (), keep: Iterable[str] = ()) -> None:
+        self.names = (STRIPPED_NAMES | {normalise(n) for n in strip}) - {normalise(n) for n in keep}
+
+    def __call__(self, name: str) -> bool:
+        name = normalise(name)
+        return name in self.names or name.startswith(SPOOFABLE_PREFIXES)
+
+    def any(self, names: Iterable[str]) -> bool:
+        """Any such header among the request's (the common case is none: then the request
+        goes on as it is, without a copy of its headers)."""
+        return any(self(name) for name in names)

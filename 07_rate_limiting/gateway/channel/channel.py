@@ -97,7 +97,7 @@ class Channel:
         except BaseException:
             self.shedder.leave()
             raise
-        self.budget.requests += 1
+        self.budget.enter()
         try:
             # One coroutine for the whole loop, on purpose: every coroutine between the
             # handler and the proxy is resumed again at each of the proxy's awaits, and
@@ -186,7 +186,7 @@ class Channel:
                     self.budget.release()  # the client left during the backoff
                     raise
         finally:
-            self.budget.requests -= 1
+            self.budget.leave()
             bulkhead.leave()
             self.shedder.leave()
 

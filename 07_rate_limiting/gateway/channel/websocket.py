@@ -123,6 +123,16 @@ class WebSockets:
             raise UpstreamUnavailable("the upstream could not be reached for a WebSocket") from None
 
 
+# How a pump ended. CLOSED: it relayed a Close and finished the closing handshake on both
+# sides. CLOSING: its source was woken because the *other* pump is closing that socket
+# (aiohttp ends a pending receive() when close() is called from another task): the other
+# pump is mid-handshake and must be let finish. IDLE and GONE: the caller closes both.
+CLOSED, CLOSING, IDLE, GONE = "closed", "closing", "idle", "gone"
+# How long a pump that relays a Close may take for the handshake on both sides (each
+# side's own close timeout is 5 s, ClientWSTimeout.ws_close and aiohttp's default).
+CLOSE_HANDSHAKE = 10.0
+
+
 async def _relay_both_ways(client: WebSocket, upstream: WebSocket, idle: float) -> None:
     activity = [time.monotonic()]  # either direction's last message
     tasks = {
@@ -130,7 +140,12 @@ async def _relay_both_ways(client: WebSocket, upstream: WebSocket, idle: float) 
         asyncio.ensure_future(_pump(upstream, client, idle, activity)),
     }
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if pending and any(not t.cancelled() and t.result() == CLOSING for t in done):
+            # The other pump is relaying a Close: cancelling it now would cut the
+            # handshake toward its sender, who would then hear our 1001 instead of the
+            # code it was answered with (RFC 6455 §5.5.1, §7.4).
+            await asyncio.wait(pending, timeout=CLOSE_HANDSHAKE)
     finally:
         for task in tasks:
             task.cancel()
@@ -139,16 +154,16 @@ async def _relay_both_ways(client: WebSocket, upstream: WebSocket, idle: float) 
                 await ws.close(code=GOING_AWAY)
 
 
-async def _pump(source: WebSocket, sink: WebSocket, idle: float, activity: list[float]) -> None:
+async def _pump(source: WebSocket, sink: WebSocket, idle: float, activity: list[float]) -> str:
     """Relay `source`'s messages to `sink` until a close, an error, or `idle` seconds
-    without a message in either direction."""
+    without a message in either direction; say which (CLOSED, CLOSING, IDLE, GONE)."""
     while True:
         try:
             message = await source.receive(timeout=idle)
         except TimeoutError:
             if time.monotonic() - activity[0] < idle:
                 continue  # quiet this way, busy the other: not idle
-            return  # both ways quiet for `idle`: the caller closes both with 1001
+            return IDLE  # both ways quiet for `idle`: the caller closes both with 1001
         activity[0] = time.monotonic()
         kind = message.type
         if kind is WSMsgType.TEXT:
@@ -160,11 +175,14 @@ async def _pump(source: WebSocket, sink: WebSocket, idle: float, activity: list[
         elif kind is WSMsgType.PONG:
             await sink.pong(message.data)
         elif kind is WSMsgType.CLOSE:
-            # The code and reason go on as they came; then the closing handshake is
-            # finished on this side too.
+            # The code and reason go on as they came, and once the far side has answered,
+            # the same code goes back to the side that closed: the closing handshake ends
+            # on both sides with the code the closer chose.
             reason = (message.extra or "").encode()
             await sink.close(code=message.data, message=reason)
             await source.close(code=message.data, message=reason)
-            return
-        else:  # CLOSING, CLOSED, ERROR: this side is gone
-            return
+            return CLOSED
+        elif kind is WSMsgType.CLOSING:
+            return CLOSING  # the other pump called close() on this socket
+        else:  # CLOSED, ERROR: this side is gone
+            return GONE

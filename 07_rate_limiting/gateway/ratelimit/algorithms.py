@@ -19,6 +19,16 @@ key, an error of a few percent when traffic is uneven (Cloudflare measured 0.003
 requests wrongly allowed or limited over 400 million requests), none of the fixed
 window's edge bursts.
 
+**Strict window** (the default): "at most `requests` in any `window`", kept exactly, on
+eleven counters per key. The window is cut into SLOTS (10) buckets; any window that ends
+now reaches into at most the last 11 of them, so a request is admitted only if those 11
+hold fewer than `requests`. Whatever window a client picks afterwards, it covers buckets
+that were counted together when its last request was admitted: it can never hold more.
+The price is on the other side: a client sending as fast as it may gets at least 10/11 of
+the rate (the oldest bucket counts whole while only part of it is in the window), never
+more than the limit. GCRA and the counter above promise something else (the rate, or an
+estimate); a sliding *log* (every timestamp) is exact too, at a timestamp per request.
+
 **Fixed window** (only in the bench, to show why not): a count per calendar window. A
 client can spend its whole quota in the last millisecond of one window and again in the
 first of the next: twice the limit within a moment.
@@ -30,7 +40,10 @@ import math
 from dataclasses import dataclass
 
 EPSILON = 1e-9
-ALGORITHMS = ("gcra", "sliding_window", "fixed_window")
+ALGORITHMS = ("strict_window", "gcra", "sliding_window", "fixed_window")
+# A strict window's buckets: more is closer to the full rate for a client at the limit
+# (SLOTS / (SLOTS + 1) of it at worst) and more state; 10 is a real gateway's knob.
+SLOTS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +96,35 @@ def sliding_window(
                    2 * window)  # fmt: skip
 
 
+def strict_window(
+    state: tuple[int, ...] | None, now: float, requests: int, window: float
+) -> Outcome:
+    width = window / SLOTS
+    index = math.floor(now / width)
+    counts = [0] * (SLOTS + 1)  # the buckets index - SLOTS .. index, oldest first
+    if state is not None:
+        seen, *held = state
+        shift = max(0, index - seen)
+        if shift <= SLOTS:
+            counts[: SLOTS + 1 - shift] = held[shift:]
+    total = sum(counts)
+    if total + 1 > requests:
+        # Bucket j (oldest first) leaves every window once the current bucket is
+        # index + j + 1: the soonest moment enough counts have left is the retry.
+        need, left = total + 1 - requests, 0
+        retry = window
+        for j, count in enumerate(counts):
+            left += count
+            if left >= need:
+                retry = (index + j + 1) * width - now
+                break
+        last = max((j for j, c in enumerate(counts) if c), default=SLOTS)
+        return Outcome(False, 0, (index + last + 1) * width - now, retry, None, 0.0)
+    counts[-1] += 1
+    until_empty = (index + SLOTS + 1) * width - now
+    return Outcome(True, requests - total - 1, until_empty, 0.0, (index, *counts), until_empty)
+
+
 def fixed_window(
     state: tuple[int, int] | None, now: float, requests: int, window: float
 ) -> Outcome:
@@ -95,4 +137,5 @@ def fixed_window(
                    window - elapsed)  # fmt: skip
 
 
-DECIDE = {"gcra": gcra, "sliding_window": sliding_window, "fixed_window": fixed_window}
+DECIDE = {"strict_window": strict_window, "gcra": gcra, "sliding_window": sliding_window,
+          "fixed_window": fixed_window}  # fmt: skip

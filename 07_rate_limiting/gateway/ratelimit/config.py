@@ -1,7 +1,7 @@
 """Rate limits in gateway.toml: the store, the defaults, and each route's limits.
 
 [rate_limit]
-store = "auto"              # memory | redis | auto: Redis when --workers > 1 and a URL is set
+store = "auto"              # memory | redis | auto: Redis whenever --redis-url is given
 key = "consumer"            # whose budget: consumer | client_ip | header:NAME | api_key
 trusted_proxies = []        # addresses whose X-Forwarded-For is believed, e.g. ["10.0.0.0/8"]
 headers = true              # RateLimit-Policy and RateLimit on every limited route's answers
@@ -20,9 +20,9 @@ open_for = 1.0
 
 [[routes]]
 rate_limit = { limits = [
-  { name = "burst", requests = 10, window = 1.0 },                          # GCRA
-  { name = "hourly", requests = 1000, window = 3600.0, algorithm = "sliding_window",
-    plans = { gold = 10000 } },        # a consumer with plan = "gold" gets 10,000
+  { name = "burst", requests = 10, window = 1.0, algorithm = "gcra" },  # 10 at once, then 10/s
+  { name = "hourly", requests = 1000, window = 3600.0,   # strict_window (the default):
+    plans = { gold = 10000 } },        # <= 1000 in any hour; plan = "gold" gets 10,000
 ], concurrency = 4, key = "client_ip", failure_mode = "closed" }
 """
 
@@ -40,7 +40,7 @@ from gateway.validation import Seconds, Strict
 
 # fixed_window is here for ratelimit-bench, to show its edge burst; the gateway warns at
 # start-up when a route uses it.
-Algorithm = Literal["gcra", "sliding_window", "fixed_window"]
+Algorithm = Literal["strict_window", "gcra", "sliding_window", "fixed_window"]
 FailureMode = Literal["open", "closed"]
 LimitName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}$")]
 Window = Annotated[float, Field(ge=0.001, le=31 * 86400)]
@@ -60,7 +60,10 @@ class LimitConfig(Strict):
     name: LimitName
     requests: Requests
     window: Window
-    algorithm: Algorithm = "gcra"
+    # The default keeps the promise `requests = 100, window = 10` makes: at most 100 in any
+    # 10 s. GCRA's is "100 at once, then 10 a second" (a client sending twice the rate
+    # gets ~200 in its first 10 s); the counter's an estimate (~140 in the worst phase).
+    algorithm: Algorithm = "strict_window"
     plans: dict[str, Requests] = {}  # a consumer's plan -> its requests per window
 
 

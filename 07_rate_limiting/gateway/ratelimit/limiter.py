@@ -18,6 +18,7 @@ one to finish, however few requests per second that is.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import uuid
@@ -56,6 +57,36 @@ class LimiterUnavailable(GatewayError):
     status, title, slug = 503, "Service Unavailable", "rate-limit-unavailable"
 
 
+class RefusalLog:
+    """One log line per refused key and interval, with a count, not one per 429.
+
+    A client hammering a limit gets thousands of 429s a second, each cheap to answer; a
+    log line for each would make the log the most expensive part of the refusal, and let
+    any client flood it (and the disk behind it). The first refusal of a key is logged at
+    once; the ones after it within `interval` are counted, and one line with the count
+    follows when the interval ends. The access log, when on, still has every request.
+    """
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self.counting: dict[tuple[str, str, str], int] = {}
+
+    def refused(self, who: str, scope: str, tight: str) -> None:
+        key = (who, scope, tight)
+        if key in self.counting:
+            self.counting[key] += 1
+            return
+        self.counting[key] = 0
+        log.info("429 %s on %s (%s)", who, scope, tight)
+        asyncio.get_running_loop().call_later(self.interval, self._flush, key)
+
+    def _flush(self, key: tuple[str, str, str]) -> None:
+        more = self.counting.pop(key, 0)
+        if more:
+            who, scope, tight = key
+            log.info("429 %s on %s (%s): %d more in %g s", who, scope, tight, more, self.interval)
+
+
 class Limiter:
     def __init__(self, config: RateLimitConfig, store: Store) -> None:
         self.config = config
@@ -65,9 +96,19 @@ class Limiter:
                          if config.fallback and store.name != "memory" else None)  # fmt: skip
         self.addresses = ClientAddress(config.trusted_proxies)
         self.counts: Counter[str] = Counter()
+        self.refusals = RefusalLog()
         # What a route's limits are for a plan, and its RateLimit-Policy: the same for
         # every request of that plan, so made once (the per-request work is the decision).
         self._granted: dict[tuple[str, str], tuple[list[tuple[str, int, float]], str]] = {}
+
+    async def forget(self, who: str) -> int:
+        """A key's counts forgotten on every route, in the store and the fallback: an
+        operator's lever for a customer refused by mistake (POST /ratelimit/reset)."""
+        forgotten = await self.store.forget(who)
+        if self.fallback is not None:
+            forgotten += await self.fallback.forget(who)
+        log.warning("rate limits of %s reset by the admin listener (%d counts)", who, forgotten)
+        return forgotten
 
     def middleware(self) -> Middleware:
         @web.middleware
@@ -129,7 +170,7 @@ class Limiter:
             error.headers["Retry-After"] = str(max(1, math.ceil(wait / 1000)))
             if self.config.headers:
                 error.headers["RateLimit-Policy"], error.headers["RateLimit"] = fields
-            log.info("429 %s on %s (%s)", who, policy.scope, tight)
+            self.refusals.refused(who, policy.scope, tight)
             raise error
         self.counts["admitted"] += 1
         if self.config.headers:

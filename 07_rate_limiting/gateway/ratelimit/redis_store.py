@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Sequence
 
@@ -61,6 +62,48 @@ for i = 1, n do
       ok = 1
       remaining = math.floor((window - (new_tat - now)) / interval + 1e-9)
       reset, value, ttl = new_tat - now, string.format('%.3f', new_tat), new_tat - now
+    end
+  elseif algorithm == 'strict_window' then
+    local slots = 10
+    local width = window / slots
+    local index = math.floor(now / width)
+    local counts = {}
+    for j = 1, slots + 1 do counts[j] = 0 end
+    local seen = redis.call('GET', key)
+    if seen then
+      local s_index, rest = string.match(seen, '^(%d+):(.*)$')
+      local held = {}
+      for c in string.gmatch(rest, '%d+') do held[#held + 1] = tonumber(c) end
+      local shift = math.max(0, index - tonumber(s_index))
+      if shift <= slots then
+        for j = 1, slots + 1 - shift do counts[j] = held[j + shift] or 0 end
+      end
+    end
+    local total = 0
+    for j = 1, slots + 1 do total = total + counts[j] end
+    if total + 1 > limit then
+      local need, left = total + 1 - limit, 0
+      retry = window
+      for j = 1, slots + 1 do
+        left = left + counts[j]
+        if left >= need then
+          retry = (index + j) * width - now
+          break
+        end
+      end
+      local last = slots + 1
+      for j = slots + 1, 1, -1 do
+        if counts[j] > 0 then
+          last = j
+          break
+        end
+      end
+      reset = (index + last) * width - now
+    else
+      counts[slots + 1] = counts[slots + 1] + 1
+      ok, remaining = 1, limit - total - 1
+      reset = (index + slots + 1) * width - now
+      value, ttl = string.format('%d:', index) .. table.concat(counts, ','), reset
     end
   else
     local index = math.floor(now / window)
@@ -212,6 +255,13 @@ class RedisStore:
             await self._redis.zrem(self.prefix + key, token)
         except (RedisError, OSError):
             pass  # its lease ends by itself
+
+    async def forget(self, who: str) -> int:
+        """Every limit's state for the key `who`, deleted (the admin listener's reset).
+        SCAN, not KEYS: it does not block Redis for the other gateways meanwhile."""
+        pattern = self.prefix + "*|" + re.sub(r"([*?\[\]\\])", r"\\\1", who)
+        keys = [key async for key in self._redis.scan_iter(match=pattern, count=1000)]
+        return int(await self._redis.delete(*keys)) if keys else 0
 
     def stats(self) -> dict[str, object]:
         return {"store": "redis", "url": self.url, "decisions": self.decisions,

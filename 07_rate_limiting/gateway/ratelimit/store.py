@@ -35,6 +35,8 @@ class Store(Protocol):
 
     async def release(self, key: str, token: str) -> None: ...
 
+    async def forget(self, who: str) -> int: ...
+
     def stats(self) -> dict[str, object]: ...
 
     async def start(self) -> None: ...
@@ -95,6 +97,14 @@ class MemoryStore:
         self.in_flight[key] -= 1
         if self.in_flight[key] <= 0:
             del self.in_flight[key]
+
+    async def forget(self, who: str) -> int:
+        """Every limit's state for the key `who`, dropped (the admin listener's reset):
+        a scan, fine for an operator's request, never on the request path."""
+        gone = [key for key in self.states if key.endswith("|" + who)]
+        for key in gone:
+            del self.states[key]
+        return len(gone)
 
     def stats(self) -> dict[str, object]:
         return {"store": "memory", "keys": len(self.states), "max_keys": self.max_keys,
