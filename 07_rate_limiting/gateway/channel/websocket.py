@@ -141,7 +141,7 @@ async def _relay_both_ways(client: WebSocket, upstream: WebSocket, idle: float) 
     }
     try:
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        if pending and any(not t.cancelled() and t.result() == CLOSING for t in done):
+        if pending and any(_ended(task) == CLOSING for task in done):
             # The other pump is relaying a Close: cancelling it now would cut the
             # handshake toward its sender, who would then hear our 1001 instead of the
             # code it was answered with (RFC 6455 §5.5.1, §7.4).
@@ -152,6 +152,13 @@ async def _relay_both_ways(client: WebSocket, upstream: WebSocket, idle: float) 
         for ws in (client, upstream):
             if not ws.closed:
                 await ws.close(code=GOING_AWAY)
+
+
+def _ended(task: asyncio.Future[str]) -> str:
+    """How a finished pump ended; a pump that raised (a socket reset mid-send) is GONE."""
+    if task.cancelled() or task.exception() is not None:
+        return GONE
+    return task.result()
 
 
 async def _pump(source: WebSocket, sink: WebSocket, idle: float, activity: list[float]) -> str:
