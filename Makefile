@@ -18,7 +18,7 @@ NEWEST_GATEWAY := $(lastword $(patsubst %/gateway/,%,$(sort $(wildcard [0-9][0-9
 STAGE ?= $(NEWEST_GATEWAY)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test check propagate diff lint services pass-through trie lb restart stop-all bench trie-bench \
+.PHONY: help venv test check propagate diff lint typecheck services pass-through trie lb restart stop-all bench trie-bench \
 	lb-bench lb-chaos channelling channelling-bench cache cache-bench cache-conformance auth auth-bench rate-limit ratelimit-bench bench-all clean
 
 help: ## list every target (the default)
@@ -51,9 +51,24 @@ diff: $(STAMP) ## show what a stage adds: make diff A=01 B=02
 	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make diff A=01 B=02"; exit 2; }
 	@$(PY) -m common.diff $(A) $(B)
 
-lint: $(STAMP) ## ruff (lint rules and formatting) over common/ and every stage
+lint: $(STAMP) ## ruff (lint rules and formatting) over common/ and every stage, then make typecheck
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	@$(MAKE) --no-print-directory typecheck
+
+# One mypy run per stage, from its folder: every stage has a package called `gateway`, and
+# one run over all of them would see seven packages of one name. common/ is checked against
+# the newest stage's gateway (its benches and contracts import it). Caches under .cache/.
+typecheck: $(STAMP) ## mypy --strict (pyproject.toml) over common/ and every stage's gateway and tests
+	@for stage in $(STAGES); do \
+		echo "mypy $$stage"; \
+		(cd $$stage && MYPYPATH=$(CURDIR):$(CURDIR)/$$stage/tests ../$(VENV)/bin/mypy \
+			--config-file ../pyproject.toml --cache-dir ../.cache/mypy/$$stage \
+			$$(ls -d gateway tests 2>/dev/null)) || exit 1; \
+	done
+	@echo "mypy common (with $(NEWEST_GATEWAY)'s gateway)"
+	@cd $(NEWEST_GATEWAY) && MYPYPATH=$(CURDIR) ../$(VENV)/bin/mypy --config-file ../pyproject.toml \
+		--cache-dir ../.cache/mypy/common ../common
 
 services: $(STAMP) ## 00: the three dummy backends alone on :9001-9003 (Ctrl-C stops all)
 	$(PY) -m common.launch 00_services
@@ -117,5 +132,5 @@ bench-all: $(STAMP) ## every stage 01-07, the same request, its concerns on: CPU
 	$(PY) -m common.bench.bench_all $(ARGS)
 
 clean: ## remove caches and .run/ (keeps .venv)
-	rm -rf .run .cache .pytest_cache .hypothesis .ruff_cache
+	rm -rf .run .cache .pytest_cache .hypothesis .ruff_cache .mypy_cache
 	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from rich import box
 from rich.console import Console
@@ -161,7 +162,8 @@ def free_port() -> int:
     # run.sh refuses a port that is taken by then (exit 3), and the run says so.
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def run_suite(
@@ -199,7 +201,7 @@ def run_suite(
         gateway.stop()
 
 
-def scores(suite: Path, installed: Path, results: Path) -> list[dict]:
+def scores(suite: Path, installed: Path, results: Path) -> list[dict[str, Any]]:
     """score.mjs --json for our results and the published proxies', ours first."""
     published = [suite / "suite" / "results" / f"{name}.json" for name in PUBLISHED]
     done = subprocess.run(
@@ -209,10 +211,11 @@ def scores(suite: Path, installed: Path, results: Path) -> list[dict]:
     )  # fmt: skip
     if done.returncode != 0:
         raise ConformanceError(f"score.mjs failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout)
+    rows: list[dict[str, Any]] = json.loads(done.stdout)
+    return rows
 
 
-def table(rows: list[dict], stage: str) -> Table:
+def table(rows: list[dict[str, Any]], stage: str) -> Table:
     out = Table(
         title=f"HTTP cache conformance (cache-tests.fyi suite, {rows[0]['total']} tests)",
         title_justify="left",
@@ -236,7 +239,7 @@ def table(rows: list[dict], stage: str) -> Table:
     return out
 
 
-def verdict(rows: list[dict]) -> tuple[str, bool]:
+def verdict(rows: list[dict[str, Any]]) -> tuple[str, bool]:
     ours, others = rows[0], rows[1:]
     best = max(others, key=lambda r: (r["passed"], r["required"]["pass"]), default=None)
     met = (
@@ -255,7 +258,7 @@ def verdict(rows: list[dict]) -> tuple[str, bool]:
     )
 
 
-def markdown(rows: list[dict], stage: str) -> str:
+def markdown(rows: list[dict[str, Any]], stage: str) -> str:
     lines = ["| proxy | passed | required | optimal | check |", "|---|---:|---:|---:|---:|"]
     ours, others = rows[0], sorted(rows[1:], key=lambda r: -r["passed"])
     for row in [ours, *others]:

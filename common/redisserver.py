@@ -124,7 +124,8 @@ def free_port() -> int:
     # before the server binds it; start_redis tries again if someone took it meanwhile.
     with socket.socket() as sock:
         sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def spawn_redis(

@@ -56,7 +56,9 @@ def test_no_normalisation_a_dot_dot_path_stays_under_its_prefix() -> None:
 
 def test_a_root_route_catches_everything_else() -> None:
     router = Router.from_config([route("/"), route("/orders", "http://127.0.0.1:9002")])
+    # the type ignore below: this path has a route: the match is not None
     assert router.match("/anything/at/all").prefix == "/"  # type: ignore[union-attr]
+    # the type ignore below: this path has a route: the match is not None
     assert router.match("/orders/1").prefix == "/orders"  # type: ignore[union-attr]
 
 

@@ -60,7 +60,8 @@ def free_port() -> int:
     # A port the kernel just handed out: not one of the fixed ports a reader may be using.
     with socket.socket() as sock:
         sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def test_two_workers_bind_one_port_with_so_reuseport(tmp_path: Path) -> None:

@@ -82,17 +82,17 @@ def supervise(count: int, worker_argv: Sequence[str], pass_fds: Sequence[int] = 
         # os.wait() blocks until any child exits; a signal handler runs in between
         # and the wait resumes (PEP 475), so no polling loop is needed.
         pid, status = os.wait()
-        worker = workers.get(pid)
-        if worker is None:
+        exited = workers.get(pid)
+        if exited is None:
             continue
-        worker.returncode = os.waitstatus_to_exitcode(status)
+        exited.returncode = os.waitstatus_to_exitcode(status)
         if not stopping:
             log.error(
-                "worker %d exited on its own (code %d); stopping the others", pid, worker.returncode
+                "worker %d exited on its own (code %d); stopping the others", pid, exited.returncode
             )
             exit_code = 1
             stop_all()
-        elif worker.returncode != 0:
+        elif exited.returncode != 0:  # stopping, and this one did not stop cleanly
             exit_code = exit_code or 1
     log.info("all workers stopped")
     return exit_code

@@ -105,10 +105,11 @@ def _search(root: Node, segs: list[str], method: str) -> Route[Any] | set[str] |
             node, i = stack.pop()
             if i >= 0:
                 break
-            route = node.get(method) or node.get(ANY)  # a catch-all leaf: it takes the rest
+            leaf: dict[str, Route[Any]] = node  # a catch-all leaf: it takes the rest
+            route = leaf.get(method) or leaf.get(ANY)
             if route is not None:
                 return route
-            allow = set(node) if allow is None else allow | node.keys()
+            allow = set(leaf) if allow is None else allow | leaf.keys()
         else:
             return allow
 
@@ -213,7 +214,7 @@ def _walk(
         if not forked:
             return None
         searched = _search(root, segs, method)
-        if type(searched) is not Route:
+        if not isinstance(searched, Route):
             return NotAllowed(sorted(searched)) if searched else None
         found = searched
     # The only allocations of a hit besides the split: the params dict and the Match.

@@ -163,6 +163,7 @@ async def test_the_http_probe_passes_2xx_and_names_what_failed(health_server: Te
 async def test_upstreams_run_real_checks_and_stop_cleanly(health_server: TestServer) -> None:
     health = HealthConfig(interval=0.05, timeout=0.05, unhealthy_threshold=1)
     config = UpstreamConfig(
+        # the type ignore below: a plain URL where the config model coerces strings
         targets=[f"http://127.0.0.1:{health_server.port}", closed_port_url()],  # type: ignore[list-item]
         health=health,
     )

@@ -115,7 +115,7 @@ class RecordingRandom(random.Random):
         super().__init__(seed)
         self.samples: list[list[Target]] = []
 
-    def sample(self, population, k, *, counts=None):  # type: ignore[no-untyped-def,override]
+    def sample(self, population, k, *, counts=None):  # type: ignore[no-untyped-def]  # as random
         drawn = super().sample(population, k, counts=counts)
         self.samples.append(list(drawn))
         return drawn

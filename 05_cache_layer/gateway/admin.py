@@ -30,6 +30,7 @@ import os
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from gateway.balancing import Upstreams
 from gateway.cache.cache import Cache
@@ -118,7 +119,7 @@ def build_admin_app(
     return app
 
 
-def _get_only(path: str, view: Callable[[], Awaitable[dict[str, object]]]) -> web.Handler:
+def _get_only(path: str, view: Callable[[], Awaitable[dict[str, object]]]) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         if request.method not in ("GET", "HEAD"):
             response = problem_response(

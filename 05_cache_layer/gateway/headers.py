@@ -39,7 +39,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from aiohttp import HttpVersion, web
+from aiohttp import HttpVersion, HttpVersion11, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 # Lower-case: CIMultiDict lookups are case-insensitive anyway.
@@ -111,12 +111,13 @@ def to_upstream(request: web.Request, *, preserve_host: bool, request_id: str) -
 
 
 def to_client(
-    incoming: CIMultiDictProxy[str], version: HttpVersion, *, request_id: str
+    incoming: CIMultiDictProxy[str], version: HttpVersion | None, *, request_id: str
 ) -> CIMultiDict[str]:
-    """The headers the client receives from the upstream's response."""
+    """The headers the client receives from the upstream's response. `version` is the
+    upstream's (aiohttp types it Optional: it is None only before the head was read)."""
     headers = CIMultiDict(incoming)
     strip_hop_by_hop(headers)
-    headers["Via"] = _append(incoming.getall("Via", ()), _via(version))
+    headers["Via"] = _append(incoming.getall("Via", ()), _via(version or HttpVersion11))
     headers[REQUEST_ID] = request_id
     return headers
 

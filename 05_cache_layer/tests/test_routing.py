@@ -6,6 +6,8 @@ end to end by the routing contract; this is the glue between them and gateway.to
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from gateway.config import RouteConfig
 from gateway.pathsafety import normalise
@@ -13,11 +15,12 @@ from gateway.routing import Route, Router
 from gateway.trie import NotAllowed
 
 
-def prefix(value: str, upstream: str = "http://users", **flags: bool) -> RouteConfig:
+def prefix(value: str, upstream: str = "http://users", **flags: Any) -> RouteConfig:
     return RouteConfig(prefix=value, upstream=upstream, **flags)
 
 
 def path(value: str, upstream: str, **keys: object) -> RouteConfig:
+    # the type ignore below: a route's keys, as a test writes them
     return RouteConfig(path=value, upstream=upstream, **keys)  # type: ignore[arg-type]
 
 

@@ -39,7 +39,7 @@ from gateway.workers import supervise, wait_for_siblings
 try:  # uvloop (libuv underneath) roughly halves asyncio's own per-request cost
     import uvloop
 except ImportError:  # not on Windows; the standard loop works, only slower
-    uvloop = None
+    uvloop = None  # type: ignore[assignment]  # the name is the module or None
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(process)d [%(request_id)s] %(name)s: %(message)s"
 

@@ -32,6 +32,7 @@ import os
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from gateway.auth.auth import Authenticator
 from gateway.balancing import Upstreams
@@ -127,7 +128,7 @@ def build_admin_app(
     return app
 
 
-def _get_only(path: str, view: Callable[[], Awaitable[dict[str, object]]]) -> web.Handler:
+def _get_only(path: str, view: Callable[[], Awaitable[dict[str, object]]]) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         if request.method not in ("GET", "HEAD"):
             response = problem_response(

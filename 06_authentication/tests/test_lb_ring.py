@@ -21,6 +21,7 @@ def ring_of(port_list: list[int], vnodes: int = 20) -> HashRing:
 
 
 def owners(ring: HashRing, keys: list[str]) -> dict[str, str]:
+    # the type ignore below: a ring with targets always has an owner
     return {key: ring.owner(key).url for key in keys}  # type: ignore[union-attr]
 
 

@@ -361,7 +361,8 @@ class _Listener:
         # access_log=None: aiohttp's own access log is off; gateway.accesslog replaces it.
         # auto_decompress=False: a gzip request body must reach the upstream as gzip,
         # with the Content-Length the client sent.
-        handler_options = {
+        # Typed Any: aiohttp takes these as separate keyword arguments of different types.
+        handler_options: dict[str, Any] = {
             "access_log": None,
             "auto_decompress": False,
             "keepalive_timeout": CLIENT_KEEPALIVE_TIMEOUT,
@@ -387,7 +388,7 @@ class _Listener:
                 manager,
                 loop=loop,
                 header_timeout=header_timeout,
-                **handler_options,  # type: ignore[arg-type]
+                **handler_options,
             )
 
         return cls(runner, sock, protocol)

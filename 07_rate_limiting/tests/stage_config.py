@@ -67,9 +67,8 @@ def render(spec: GatewaySpec) -> str:
         lines += ["", "[cache]", *_cache(spec.cache)]
     # A pool that hashes on a header the gateway removes (X-User-ID is on its default
     # list) must keep it, as gateway.toml does, or the config is refused.
-    hashed = [
-        p.hash_key[7:] for p in spec.pools.values() if (p.hash_key or "").startswith("header:")
-    ]
+    keys = [pool.hash_key or "" for pool in spec.pools.values()]
+    hashed = [key.removeprefix("header:") for key in keys if key.startswith("header:")]
     keep = [name for name in hashed if _stripped(name)]
     if spec.auth is not None or keep:
         lines += _auth(spec.auth or AuthSpec(), keep)

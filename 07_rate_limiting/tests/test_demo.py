@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gateway.auth.apikeys import key_hash
@@ -238,7 +239,8 @@ def test_the_rate_limit_requests_show_what_they_say(results: dict[int, DemoResul
 
     def state(number: int) -> dict[str, dict[str, int]]:
         value = results[number].header("RateLimit") or ""
-        return {str(k): v for k, v in http_sf.parse(value.encode(), tltype="list")}
+        members: Any = http_sf.parse(value.encode(), tltype="list")  # a List: (item, params)
+        return {str(k): v for k, v in members}
 
     # 70-72: counting down; 73: refused with Retry-After, the hourly limit untouched by it.
     assert [state(n)["burst"]["r"] for n in (70, 71, 72)] == [2, 1, 0]

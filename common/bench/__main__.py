@@ -18,7 +18,9 @@ from common.bench.report import markdown, print_rich
 from common.bench.run import BenchError, BenchOptions, find_stage, run_bench
 
 
+# the type ignore below: returns an argparse type function of `kind`
 def _bounded(kind: type, low: float, high: float):  # type: ignore[no-untyped-def]
+    # the type ignore below: an argparse type: returns whatever `kind` makes
     def parse(text: str):  # type: ignore[no-untyped-def]
         try:
             value = kind(text)

@@ -24,6 +24,7 @@ from common.bench.eventloop import loop_factory
 def make_app(upstream: str) -> web.Application:
     app = web.Application()
 
+    # the type ignore below: aiohttp's cleanup_ctx: an async generator it drives itself
     async def session_ctx(app: web.Application):  # type: ignore[no-untyped-def]
         # auto_decompress=False: bytes pass through as the origin sent them.
         async with ClientSession(auto_decompress=False) as session:

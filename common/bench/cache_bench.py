@@ -38,6 +38,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector
@@ -105,7 +106,7 @@ def cpu_per_request(world: World, seconds: float, rounds: int) -> Section:
                 before_extra = extra() if extra else 0.0
                 result = runner.run(
                     load.run_builtin(proc.url + path, connections=16, duration=seconds,
-                                     warmup=0.3, meter=lambda p=proc: cpu.tree_cpu_us(p.pid))
+                                     warmup=0.3, meter=partial(cpu.tree_cpu_us, proc.pid))
                 )  # fmt: skip
                 spent = (extra() - before_extra) / result.requests if extra else 0.0
                 results[name].append((result, spent))
@@ -116,6 +117,7 @@ def cpu_per_request(world: World, seconds: float, rounds: int) -> Section:
     per: dict[str, float] = {}
     for name, pairs in results.items():
         rs = [r for r, _ in pairs]
+        # the type ignore below: meter_delta is None only for runs without a meter; these have one
         per[name] = statistics.median(r.meter_delta / r.requests for r in rs)  # type: ignore[operator]
         redis_us = statistics.median(spent for _, spent in pairs)
         out.rows.append(

@@ -13,7 +13,7 @@ from collections.abc import Callable
 try:
     import uvloop
 except ImportError:  # Windows, PyPy: the standard loop still works, only slower
-    uvloop = None
+    uvloop = None  # type: ignore[assignment]  # the name is the module or None
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:

@@ -98,6 +98,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # the type ignore below: asyncio hands the base type; this protocol only runs on TCP
         self.transport = transport  # type: ignore[assignment]
         self._send()
 

@@ -87,6 +87,7 @@ class OriginProtocol(asyncio.Protocol):
         self._buf = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # the type ignore below: asyncio hands the base type; this protocol only runs on TCP
         self._transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:

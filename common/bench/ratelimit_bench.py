@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import redis
@@ -282,7 +283,7 @@ def overhead(world: World, runner: asyncio.Runner, seconds: float) -> Section:
                     connections=16,
                     duration=seconds,
                     warmup=0.3,
-                    meter=lambda p=proc: cpu.tree_cpu_us(p.pid),
+                    meter=partial(cpu.tree_cpu_us, proc.pid),
                 )
             )
             results[name].append((result, (cpu.cpu_us(redis_pid) - redis_before) / result.requests))
@@ -298,6 +299,7 @@ def overhead(world: World, runner: asyncio.Runner, seconds: float) -> Section:
     p50s = {name: statistics.median(values) for name, values in alone.items()}
     for name, pairs in results.items():
         rs = [r for r, _ in pairs]
+        # the type ignore below: meter_delta is None only for runs without a meter; these have one
         per = statistics.median(r.meter_delta / r.requests for r in rs)  # type: ignore[operator]
         redis_us = statistics.median(s for _, s in pairs)
         out.rows.append([name, f"{statistics.median(r.rps for r in rs):,.0f}",

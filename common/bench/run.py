@@ -210,7 +210,9 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None]) -> BenchRe
                 "meter": meter,
             }
             if tool == "wrk":
+                # the type ignore below: the same options as run_builtin, passed through
                 return load.run_wrk(url, **kwargs)  # type: ignore[arg-type]
+            # the type ignore below: the options of run_builtin, passed through
             return runner.run(load.run_builtin(url, **kwargs))  # type: ignore[arg-type]
 
         try:

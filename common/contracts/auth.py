@@ -89,6 +89,7 @@ class Idp:
         request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"})  # fmt: skip
         with urllib.request.urlopen(request, timeout=5) as response:
+            # the type ignore below: the IdP's JSON: a dict by its own contract
             return json.load(response)  # type: ignore[no-any-return]
 
     def token(self, **request: Any) -> str:
@@ -111,6 +112,7 @@ class Idp:
     def rsa_public_pem(self) -> bytes:
         jwk = next(k for k in self.jwks() if k["kty"] == "RSA")
         public = RSAAlgorithm.from_jwk(jwk)
+        # the type ignore below: an RSA JWK gives an RSA public key
         return public.public_bytes(  # type: ignore[union-attr]
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -223,6 +225,7 @@ def upstream_requests(origin: Proc) -> int:
 
 def whoami(reply: Reply) -> dict[str, Any]:
     assert reply.status == 200, (reply.status, reply.body[:300])
+    # the type ignore below: the gateway's JSON: a dict by the contract
     return reply.json()  # type: ignore[no-any-return]
 
 

@@ -36,6 +36,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -248,7 +249,7 @@ def test_purge_by_url_and_by_prefix_on_the_admin_listener(cache_gateway: Proc) -
     base = unique("purge")
     one, two = f"{base}/one?cache_control=max-age=60", f"{base}/two?cache_control=max-age=60"
     assert [generation(get(cache_gateway, t)) for t in (one, two)] == [1, 1]
-    purged = admin(cache_gateway, f"/cache/purge?url={urllib.request.quote(one)}", "POST")
+    purged = admin(cache_gateway, f"/cache/purge?url={urllib.parse.quote(one)}", "POST")
     assert purged["purged"] == 1
     assert [generation(get(cache_gateway, t)) for t in (one, two)] == [2, 1]
     purged = admin(cache_gateway, f"/cache/purge?prefix={base}/", "POST")
@@ -391,7 +392,7 @@ def test_purge_reaches_the_redis_store(
         base = unique("redis-purge")
         one, two = f"{base}/one?cache_control=max-age=60", f"{base}/two?cache_control=max-age=60"
         assert [generation(get(gateway, t)) for t in (one, two, one, two)] == [1, 1, 1, 1]
-        purged = admin(gateway, f"/cache/purge?url={urllib.request.quote(one)}", "POST")
+        purged = admin(gateway, f"/cache/purge?url={urllib.parse.quote(one)}", "POST")
         assert purged["purged"] == 1
         assert [generation(get(gateway, t)) for t in (one, two)] == [2, 1]
         assert admin(gateway, f"/cache/purge?prefix={base}/", "POST")["purged"] == 2

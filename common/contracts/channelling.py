@@ -125,7 +125,7 @@ def until(what: str, check: Callable[[], bool], timeout: float = DEADLINE) -> No
 def problem(reply: Reply, status: int, slug: str) -> dict[str, Any]:
     assert reply.status == status, (reply.status, reply.body[:300])
     assert reply.header("Content-Type") == "application/problem+json"
-    body = reply.json()
+    body: dict[str, Any] = reply.json()
     assert set(body) >= PROBLEM_KEYS and body["type"].endswith("/" + slug), body
     return body
 
@@ -631,7 +631,7 @@ def test_a_client_close_code_reaches_the_upstream(channel_gateway: Proc) -> None
             async with session.ws_connect(url) as ws:
                 while True:  # until the upstream has handled that close (a state, polled)
                     await ws.send_str("last-close")  # the upstream says what it was sent
-                    seen = json.loads(await ws.receive_str())
+                    seen: dict[str, Any] = json.loads(await ws.receive_str())
                     if seen["code"] == 4003 or time.monotonic() > deadline:
                         return seen
 

@@ -67,7 +67,9 @@ def served_by(reply: Reply) -> str:
     return (reply.header("X-Served-By") or "-").partition("@")[0]
 
 
-def tally(gateway: Proc, target: str, n: int, headers: dict[str, str] | None = None) -> Counter:
+def tally(
+    gateway: Proc, target: str, n: int, headers: dict[str, str] | None = None
+) -> Counter[str]:
     """`n` requests one after another; how many each backend answered (only 200s count)."""
     counts: Counter[str] = Counter()
     for _ in range(n):
@@ -109,7 +111,9 @@ def routed_around(gateway: Proc, target: str, avoided: str, window: int = 12) ->
     return check
 
 
-def serves_again(gateway: Proc, target: str, backend: str, errors: Counter) -> Callable[[], bool]:
+def serves_again(
+    gateway: Proc, target: str, backend: str, errors: Counter[str]
+) -> Callable[[], bool]:
     """True once `backend` answers a request again; counts every failure meanwhile."""
 
     def check() -> bool:

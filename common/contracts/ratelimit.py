@@ -123,12 +123,12 @@ def xff(address: str) -> list[tuple[str, str]]:
 def fields(reply: Reply) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
     """(RateLimit-Policy, RateLimit), each {policy name: parameters}, parsed by http-sf:
     a List whose members are Strings (not Tokens) with integer parameters."""
-    parsed = []
+    parsed: list[dict[str, dict[str, int]]] = []
     for name in ("RateLimit-Policy", "RateLimit"):
         value = reply.header(name)
         assert value is not None, f"{name} missing: {reply.headers}"
-        members = http_sf.parse(value.encode(), tltype="list")
-        out = {}
+        members: Any = http_sf.parse(value.encode(), tltype="list")  # a List: (item, params)
+        out: dict[str, dict[str, int]] = {}
         for item, params in members:
             assert type(item) is str, f"{name}: {item!r} must be a String"
             assert all(type(v) is int for v in params.values()), (name, params)
@@ -304,6 +304,7 @@ def test_a_redis_url_on_the_command_line_means_shared_limits(
     ("auto"): one limit between them, as the flag promises, not one each. And each says at
     start-up where its limits live."""
     spec = shared_spec(origin, redis_server.url, 50)
+    assert spec.rate_limit is not None
     config = render(replace(spec, rate_limit=replace(spec.rate_limit, store=None, redis_url=None)))
     first = start_gateway(stage_dir, config, tmp_path, "--redis-url", redis_server.url)
     second = start_gateway(stage_dir, config, tmp_path, "--redis-url", redis_server.url)

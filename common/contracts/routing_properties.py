@@ -63,7 +63,9 @@ paths = st.lists(
 # --- the reference: every route, ranked ----------------------------------------------------
 
 
-def _try(pattern: str, segs: list[str], raw: list[str]) -> tuple[tuple[int, ...], dict] | None:
+def _try(
+    pattern: str, segs: list[str], raw: list[str]
+) -> tuple[tuple[int, ...], dict[str, str]] | None:
     """(kinds, params) if `pattern` matches: kind 0 static, 1 param, 2 catch-all."""
     kinds: list[int] = []
     params: dict[str, str] = {}
@@ -160,6 +162,7 @@ def remove_dot_segments(path: str) -> str:
                 raise Climbed  # where the RFC would clamp, normalise() refuses
             out = out[: out.rfind("/")]
         else:
+            # the type ignore below: this pattern matches every string (all parts optional)
             segment = re.match(r"/?[^/]*", inp).group()  # type: ignore[union-attr]
             out, inp = out + segment, inp[len(segment) :]
     return out

@@ -85,7 +85,8 @@ def send_raw(port: int, data: bytes, method: str = "GET", timeout: float = 10) -
 
 def echoed(reply: Reply) -> dict[str, Any]:
     assert reply.status == 200, (reply.status, reply.body[:300])
-    return reply.json()
+    echo: dict[str, Any] = reply.json()
+    return echo
 
 
 def echoed_header(echo: dict[str, Any], name: str) -> list[str]:
@@ -97,7 +98,7 @@ def assert_problem(reply: Reply, status: int) -> dict[str, Any]:
     """An error the gateway produced itself: RFC 9457 JSON carrying the request id."""
     assert reply.status == status, (reply.status, reply.body[:300])
     assert reply.header("Content-Type") == "application/problem+json"
-    problem = reply.json()
+    problem: dict[str, Any] = reply.json()
     assert PROBLEM_KEYS <= problem.keys(), problem
     assert problem["status"] == status
     assert problem["request_id"] == reply.header("X-Request-ID")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 from common.launch.output import describe_exit
 from common.launch.sockets import HOST
@@ -53,7 +54,8 @@ async def wait_healthy(port: int, path: str, exited: asyncio.Future[int], timeou
         if remaining <= 0:
             return f"did not answer GET {path} with 2xx/3xx within {timeout:g} s"
         attempt = asyncio.ensure_future(probe(port, path, min(remaining, 5.0)))
-        await asyncio.wait({attempt, exited}, return_when=asyncio.FIRST_COMPLETED)
+        racing: set[asyncio.Future[Any]] = {attempt, exited}
+        await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
         if exited.done():
             attempt.cancel()
             return f"{describe_exit(exited.result())} before it answered GET {path}"

@@ -30,6 +30,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 from common.launch import output, pidfiles, restart
 from common.launch.children import GATEWAY_STOP_TIMEOUT, STOP_TIMEOUT, Child
@@ -193,7 +194,7 @@ class Supervisor:
                 task.cancel()
         return None
 
-    async def _watch(self, stop_requested: asyncio.Future[bool]) -> Failure | None:
+    async def _watch(self, stop_requested: asyncio.Future[Any]) -> Failure | None:
         """Until a stop request or the gateway's exit: report backends that exit, restart
         the ones `make restart` asks for. A failure that ends the stage is returned."""
         while True:
@@ -204,9 +205,8 @@ class Supervisor:
             }
             restarts = asyncio.ensure_future(self._restart_requested.wait())
             try:
-                done, _ = await asyncio.wait(
-                    {stop_requested, restarts, *exits}, return_when=asyncio.FIRST_COMPLETED
-                )
+                racing: set[asyncio.Future[Any]] = {stop_requested, restarts, *exits}
+                done, _ = await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 restarts.cancel()
             if stop_requested in done:

@@ -30,6 +30,7 @@ def live(recorder: Recorder, timeline: Timeline, phase: str) -> RenderableType:
         f"  sent {sum(ok.values()) + sum(failed.values()):,}  failed {sum(failed.values()):,}"
     )
     for name, justify in (("backend", "left"), ("gateway says", "left"), ("share", "right")):
+        # the type ignore below: rich's justify is a Literal; these are its values
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     table.add_column(f"last {WINDOW:g} s", no_wrap=True)
     table.add_column("answered", justify="right")
@@ -95,11 +96,11 @@ def summarize(recorder: Recorder, timeline: Timeline, pids: list[int]) -> Summar
         inside = [ok for t, _, ok in recorder.requests if start <= t < end]
         row: dict[str, Any] = {"phase": name, "from": start, "to": end, "sent": len(inside),
                                "failed": inside.count(False)}  # fmt: skip
-        step = next((s for s in timeline.steps if s.label == name), None)
-        if step is not None and step.backend in summary.faults:
-            row.update(summary.faults[step.backend], backend=step.backend)
-            before = share_of(recorder, step.backend, start - (end - start), start)
-            row["share"] = (before, share_of(recorder, step.backend, start, end))
+        at = next((s for s in timeline.steps if s.label == name), None)
+        if at is not None and at.backend in summary.faults:
+            row.update(summary.faults[at.backend], backend=at.backend)
+            before = share_of(recorder, at.backend, start - (end - start), start)
+            row["share"] = (before, share_of(recorder, at.backend, start, end))
         summary.rows.append(row)
     summary.sent = len(recorder.requests)
     summary.failed = sum(not ok for _, _, ok in recorder.requests)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from common.redisserver import RedisServer, start_redis
 from common.testing.processes import Proc, start_backend
 
+# backend_factory("users", "a"): a started backend (service, instance, start_backend's options)
+BackendFactory = Callable[..., Proc]
+
 
 @pytest.fixture
-def backend_factory(tmp_path) -> Iterator[Callable[..., Proc]]:  # type: ignore[no-untyped-def]
+def backend_factory(tmp_path: Path) -> Iterator[BackendFactory]:
     """Start dummy backends on ephemeral ports; every one is stopped after the test."""
     started: list[Proc] = []
 
@@ -25,6 +29,7 @@ def backend_factory(tmp_path) -> Iterator[Callable[..., Proc]]:  # type: ignore[
         proc.stop()
 
 
+# the type ignore below: a pytest fixture: pytest types its argument
 @pytest.fixture(scope="module")
 def users_backend(tmp_path_factory) -> Iterator[Proc]:  # type: ignore[no-untyped-def]
     """One users backend shared by a test module (read-mostly tests)."""
@@ -33,6 +38,7 @@ def users_backend(tmp_path_factory) -> Iterator[Proc]:  # type: ignore[no-untype
     proc.stop()
 
 
+# the type ignore below: a pytest fixture: pytest types its argument
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory) -> Iterator[RedisServer]:  # type: ignore[no-untyped-def]
     """A private Redis (or Valkey) server for a test module (common/redisserver.py)."""

@@ -78,4 +78,5 @@ def stage_render(stage_dir: Path) -> Render:
     render = getattr(module, "render", None)
     if render is None:
         raise LookupError(f"{path} has no render(spec)")
+    # the type ignore below: loaded from the stage's stage_config.py at run time
     return render  # type: ignore[no-any-return]

@@ -24,6 +24,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -59,7 +60,7 @@ class Proc:
 
     name: str
     port: int
-    popen: subprocess.Popen[bytes]
+    popen: subprocess.Popen[Any]  # bytes or text, as its starter chose
     log_path: Path
     health_path: str = "/health"
     _log_file: object = field(default=None, repr=False)
@@ -104,6 +105,7 @@ class Proc:
                 self.popen.kill()
                 self.popen.wait()
         if self._log_file is not None:
+            # the type ignore below: an open file object, kept untyped on the dataclass
             self._log_file.close()  # type: ignore[attr-defined]
             self._log_file = None
         return self.popen.returncode
@@ -195,6 +197,7 @@ def backend_argv(service: str, instance: str = "a") -> list[str]:
 
 def start_backend(service: str, instance: str = "a", **kwargs: object) -> Proc:
     """One dummy FastAPI backend (see common/backends) on an ephemeral port."""
+    # the type ignore below: spawn's keyword options, passed through
     return spawn(f"{service}-{instance}", backend_argv(service, instance), **kwargs)  # type: ignore[arg-type]
 
 

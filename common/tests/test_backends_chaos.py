@@ -23,6 +23,7 @@ DEFAULTS = {
 }
 
 
+# the type ignore below: a pytest fixture: pytest types its argument
 @pytest.fixture(scope="module")
 def chaos_backend(tmp_path_factory) -> Iterator[Proc]:  # type: ignore[no-untyped-def]
     """A backend of its own: chaos settings are per process and these tests change them."""
@@ -45,7 +46,8 @@ async def set_chaos(
 ) -> dict[str, Any]:
     async with session.post(backend.url + "/_chaos", json=settings) as resp:
         assert resp.status == 200, await resp.text()
-        return await resp.json()
+        state: dict[str, Any] = await resp.json()
+        return state
 
 
 async def status_of(session: aiohttp.ClientSession, url: str) -> int:

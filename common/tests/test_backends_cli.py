@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 
+from common.testing.fixtures import BackendFactory
 from common.testing.processes import REPO_ROOT, Proc, backend_argv, child_env, wait_healthy
 
 
@@ -43,7 +44,7 @@ def test_an_fd_that_is_not_an_open_listening_socket_is_a_usage_error() -> None:
 
 
 async def test_health_names_the_service_instance_and_inherited_port(
-    backend_factory, client_session: aiohttp.ClientSession
+    backend_factory: BackendFactory, client_session: aiohttp.ClientSession
 ) -> None:
     backend = backend_factory("products", "b")
     async with client_session.get(backend.url + "/health") as resp:
@@ -57,7 +58,7 @@ async def test_health_names_the_service_instance_and_inherited_port(
         assert resp.headers["X-Served-By"] == f"products/b@{backend.port}"
 
 
-def test_sigterm_stops_the_backend_with_exit_status_0(backend_factory) -> None:
+def test_sigterm_stops_the_backend_with_exit_status_0(backend_factory: BackendFactory) -> None:
     backend = backend_factory("users", "a")
     assert backend.stop() == 0, backend.log_tail()
     assert "Traceback" not in backend.log_tail()
@@ -91,7 +92,7 @@ def test_without_fd_it_binds_host_and_port_itself_and_prints_the_port() -> None:
 
 
 async def test_a_stop_cuts_a_long_stream_short_and_still_exits_0(
-    backend_factory, client_session: aiohttp.ClientSession
+    backend_factory: BackendFactory, client_session: aiohttp.ClientSession
 ) -> None:
     backend = backend_factory("users", "a")
     url = backend.url + "/stream?chunks=100&interval_ms=1000"  # 100 s if left alone

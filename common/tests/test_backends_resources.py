@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 import pytest
 
@@ -13,7 +15,7 @@ FIELDS = {
     "orders": {"id", "user_id", "items", "total", "status"},
     "products": {"id", "name", "price", "currency", "stock"},
 }
-VALID = {
+VALID: dict[str, dict[str, Any]] = {
     "users": {"name": "Edsger Dijkstra", "email": "ewd@example.com"},
     "orders": {
         "user_id": 2,
@@ -26,7 +28,11 @@ VALID = {
 }
 # What the service adds to a created record: the order total is computed, and rounded to
 # cents (3 * 0.1 is 0.30000000000000004 in floating point).
-DERIVED = {"users": {}, "orders": {"total": 7.8, "status": "pending"}, "products": {}}
+DERIVED: dict[str, dict[str, Any]] = {
+    "users": {},
+    "orders": {"total": 7.8, "status": "pending"},
+    "products": {},
+}
 INVALID = {
     "users": {"name": "", "email": "not-an-email"},
     "orders": {"user_id": 1, "items": []},
@@ -34,6 +40,7 @@ INVALID = {
 }
 
 
+# the type ignore below: a parametrized pytest fixture: pytest types its arguments
 @pytest.fixture(params=["users", "orders", "products"])
 def service_backend(request, backend_factory) -> tuple[str, Proc]:  # type: ignore[no-untyped-def]
     return request.param, backend_factory(request.param, "a")

@@ -11,6 +11,7 @@ import pytest
 
 from common.backends.diagnostics import BYTES_LIMIT
 from common.backends.payload import PIECE_SIZE, pattern, pattern_sha256
+from common.testing.fixtures import BackendFactory
 from common.testing.processes import Proc, peak_rss_kib
 
 MiB = 1024 * 1024
@@ -127,7 +128,7 @@ async def upload(session: aiohttp.ClientSession, url: str, total: int) -> None:
 
 @pytest.mark.slow
 async def test_a_200_mib_upload_leaves_backend_memory_flat(
-    backend_factory, client_session: aiohttp.ClientSession
+    backend_factory: BackendFactory, client_session: aiohttp.ClientSession
 ) -> None:
     # Its own backend: the peak RSS must not include other tests' work.
     backend = backend_factory("users", "a")

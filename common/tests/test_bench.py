@@ -41,7 +41,7 @@ def baseline(origin: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 def read_responses(sock: socket.socket, count: int) -> list[tuple[bytes, bytes]]:
     """(head, body) of `count` responses read from `sock`, framed by Content-Length."""
-    buf, out = b"", []
+    buf, out = b"", list[tuple[bytes, bytes]]()
     while len(out) < count:
         head_end = buf.find(HEAD_END)
         end = None if head_end < 0 else message_end(buf, head_end, buf[:head_end].lower())
@@ -105,6 +105,7 @@ def test_origin_waits_for_a_request_that_arrives_byte_by_byte() -> None:
     # delivered one byte per read: exactly one answer, only after the last byte.
     request = b"GET /small HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
     protocol, transport = OriginProtocol(), _RecordingTransport()
+    # the type ignore below: a stand-in transport for the test
     protocol.connection_made(transport)  # type: ignore[arg-type]
     for i in range(len(request) - 1):
         protocol.data_received(request[i : i + 1])

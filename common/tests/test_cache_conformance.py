@@ -13,7 +13,7 @@ from pathlib import Path
 from common.testing.processes import REPO_ROOT, child_env
 
 
-def conformance(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def conformance(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "common.cache_conformance", *args],
         cwd=REPO_ROOT,

@@ -104,7 +104,8 @@ def repo(tmp_path: Path) -> Path:
 
 
 def violations(rule: ModuleType, root: Path) -> list[Violation]:
-    return rule.check(root, find_stages(root)).violations
+    found: list[Violation] = rule.check(root, find_stages(root)).violations
+    return found
 
 
 def only(found: list[Violation]) -> Violation:
@@ -195,6 +196,7 @@ def test_drift_listed_but_identical(repo: Path) -> None:
     found = only(violations(drift, repo))
     assert found.path == "02_lean/ARCHITECTURE.md"
     assert found.reason == "01_ids -> 02_lean: `app.py` listed as changed but identical to 01_ids"
+    assert found.line is not None
     assert arch.read_text().splitlines()[found.line - 1].startswith("- `app.py`")
 
 
@@ -288,6 +290,7 @@ def test_docs_drifted_block(repo: Path) -> None:
     arch.write_text(text)
     found = only(violations(docs, repo))
     assert found.path == "02_lean/ARCHITECTURE.md"
+    assert found.line is not None
     assert text.splitlines()[found.line - 1] == "    return route(req)"
     assert "has drifted from app.py" in found.reason
     assert "'return route(req)' (line 51) not found after app.py:1" in found.reason

@@ -35,7 +35,7 @@ def write(root: Path, relpath: str, data: str | bytes) -> None:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    one = {
+    one: dict[str, str | bytes] = {
         "ARCHITECTURE.md": "# 01_one\n",
         "gateway/routing.py": ROUTING_V1,
         "gateway/old.py": "OLD = True\n",
@@ -45,7 +45,7 @@ def repo(tmp_path: Path) -> Path:
         "logo.png": b"\x89PNG\x00one",
         "version.txt": "1",  # no final newline
     }
-    two = {
+    two: dict[str, str | bytes] = {
         "ARCHITECTURE.md": "# 02_two\n",
         "gateway/routing.py": ROUTING_V2,
         "gateway/trie.py": "class Trie:\n    pass\n",

@@ -23,8 +23,9 @@ import textwrap
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,9 +61,9 @@ def cmdline_of(pid: int) -> list[str] | None:
     return [os.fsdecode(a) for a in raw.split(b"\0")[:-1]] or None  # zombie: empty
 
 
-def running(record: dict) -> bool:
+def running(record: dict[str, Any]) -> bool:
     """The recorded process is alive and still runs the recorded command line."""
-    return cmdline_of(record["pid"]) == record["cmdline"]
+    return bool(cmdline_of(record["pid"]) == record["cmdline"])
 
 
 def processes_with(marker: str) -> list[int]:
@@ -82,6 +83,7 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
+# the type ignore below: returns whatever `condition` returns
 def poll(condition, timeout: float = TIMEOUT, what: str = "condition"):  # type: ignore[no-untyped-def]
     """Call `condition` until it returns something truthy (polling observable state)."""
     deadline = time.monotonic() + timeout
@@ -127,17 +129,17 @@ class Launcher:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def records(self, stage: str) -> dict[str, dict]:
-        found = {}
+    def records(self, stage: str) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
         for path in (self.run_dir / stage).glob("*.json"):
             with contextlib.suppress(OSError, ValueError):
                 found[path.stem] = json.loads(path.read_text())
         return found
 
-    def wait_ready(self, stage: str, names: list[str]) -> dict[str, dict]:
+    def wait_ready(self, stage: str, names: list[str]) -> dict[str, dict[str, Any]]:
         """PID files for the launcher and `names`, each URL healthy, the table printed."""
 
-        def ready() -> dict[str, dict] | None:
+        def ready() -> dict[str, dict[str, Any]] | None:
             assert self.popen.poll() is None, f"launcher exited early:\n{self.output}"
             records = self.records(stage)
             if not {"launcher", *names} <= records.keys():
@@ -146,7 +148,7 @@ class Launcher:
                 return None
             return records
 
-        records = poll(ready, what=f"{stage} to be ready")
+        records: dict[str, dict[str, Any]] = poll(ready, what=f"{stage} to be ready")
         for name in names:
             if name != "gateway":  # a gateway's health path is its own
                 assert health(records[name]["url"])[0] == 200
@@ -169,8 +171,12 @@ class Launcher:
         self._log.close()
 
 
+# The `launch` fixture: start a launcher with these arguments; closed after the test.
+Launch = Callable[..., "Launcher"]
+
+
 @pytest.fixture
-def launch(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+def launch(tmp_path: Path) -> Iterator[Launch]:
     started: list[Launcher] = []
 
     def start(*args: str | Path) -> Launcher:
@@ -200,7 +206,9 @@ def run_launcher(tmp_path: Path, *args: str | Path) -> subprocess.CompletedProce
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
-def test_starts_backends_and_stops_them_on_a_signal(tmp_path, launch, sig) -> None:
+def test_starts_backends_and_stops_them_on_a_signal(
+    tmp_path: Path, launch: Launch, sig: int
+) -> None:
     stage = make_stage(tmp_path, "10_pair", backends_toml(("users", "a", 0), ("orders", "b", 0)))
     # A PID file left behind by a launcher killed with SIGKILL: cleaned up at launch.
     ghost = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -238,7 +246,9 @@ def test_starts_backends_and_stops_them_on_a_signal(tmp_path, launch, sig) -> No
     assert not list((tmp_path / "run").rglob("*.json"))
 
 
-def test_redis_starts_a_private_server_and_stops_it_with_the_stage(tmp_path, launch) -> None:
+def test_redis_starts_a_private_server_and_stops_it_with_the_stage(
+    tmp_path: Path, launch: Launch
+) -> None:
     """`make cache REDIS=1`: a Redis server of the stage's own, recorded like a child (so
     stop-all finds it), data under the run dir, and gone with the launcher, even one
     killed with SIGKILL."""
@@ -261,7 +271,7 @@ def test_redis_starts_a_private_server_and_stops_it_with_the_stage(tmp_path, lau
 
 
 def test_the_identity_provider_starts_with_the_backends_and_stops_with_them(
-    tmp_path, launch
+    tmp_path: Path, launch: Launch
 ) -> None:
     """Stage 06's [idp]: the demo identity provider, on its port, recorded like a child."""
     secret = "s" * 64
@@ -281,14 +291,14 @@ def test_the_identity_provider_starts_with_the_backends_and_stops_with_them(
     assert not running(records["idp"])
 
 
-def test_an_idp_port_used_twice_is_a_config_error(tmp_path) -> None:
+def test_an_idp_port_used_twice_is_a_config_error(tmp_path: Path) -> None:
     toml = backends_toml(("users", "a", 9701)) + '[idp]\nport = 9701\nsecret = "' + "s" * 64 + '"\n'
     result = run_launcher(tmp_path, make_stage(tmp_path, "13_clash", toml))
     assert result.returncode == 2
     assert "idp.port: port 9701 is already used by users-a" in result.stderr
 
 
-def test_a_second_launch_of_a_running_stage_is_refused(tmp_path, launch) -> None:
+def test_a_second_launch_of_a_running_stage_is_refused(tmp_path: Path, launch: Launch) -> None:
     stage = make_stage(tmp_path, "11_once", backends_toml(("users", "a", 0)))
     first = launch(stage, "--run-dir", tmp_path / "run")
     records = first.wait_ready("11_once", ["users-a"])
@@ -304,7 +314,7 @@ def test_a_second_launch_of_a_running_stage_is_refused(tmp_path, launch) -> None
     assert first.wait() == 0
 
 
-def test_ctrl_c_stops_the_gateway_before_the_backends(tmp_path, launch) -> None:
+def test_ctrl_c_stops_the_gateway_before_the_backends(tmp_path: Path, launch: Launch) -> None:
     """A stand-in gateway records whether its backend was up when it started and when it
     was asked to stop: both must be true (started after, stopped before the backends).
     It also says so if Ctrl-C reaches it directly: only the launcher may get it."""
@@ -385,7 +395,9 @@ STAND_IN_GATEWAY = textwrap.dedent(
 # --- Children that fail ----------------------------------------------------------------
 
 
-def test_a_backend_that_dies_is_reported_and_the_others_keep_running(tmp_path, launch) -> None:
+def test_a_backend_that_dies_is_reported_and_the_others_keep_running(
+    tmp_path: Path, launch: Launch
+) -> None:
     stage = make_stage(tmp_path, "20_crash", backends_toml(("users", "a", 0), ("users", "b", 0)))
     launcher = launch(stage, "--run-dir", tmp_path / "run")
     records = launcher.wait_ready("20_crash", ["users-a", "users-b"])
@@ -404,7 +416,7 @@ def test_a_backend_that_dies_is_reported_and_the_others_keep_running(tmp_path, l
     assert not processes_with(launcher.marker)
 
 
-def test_restart_brings_a_dead_backend_back_on_its_port(tmp_path, launch) -> None:
+def test_restart_brings_a_dead_backend_back_on_its_port(tmp_path: Path, launch: Launch) -> None:
     stage = make_stage(tmp_path, "22_again", backends_toml(("users", "a", 0), ("users", "b", 0)))
     launcher = launch(stage, "--run-dir", tmp_path / "run")
     records = launcher.wait_ready("22_again", ["users-a", "users-b"])
@@ -428,7 +440,7 @@ def test_restart_brings_a_dead_backend_back_on_its_port(tmp_path, launch) -> Non
     assert not processes_with(launcher.marker)
 
 
-def test_restart_of_an_unknown_name_says_what_runs(tmp_path, launch) -> None:
+def test_restart_of_an_unknown_name_says_what_runs(tmp_path: Path, launch: Launch) -> None:
     stage = make_stage(tmp_path, "23_names", backends_toml(("users", "a", 0)))
     launcher = launch(stage, "--run-dir", tmp_path / "run")
     launcher.wait_ready("23_names", ["users-a"])
@@ -440,7 +452,7 @@ def test_restart_of_an_unknown_name_says_what_runs(tmp_path, launch) -> None:
     assert launcher.wait() == 0
 
 
-def test_the_gateway_dying_stops_the_stage(tmp_path, launch) -> None:
+def test_the_gateway_dying_stops_the_stage(tmp_path: Path, launch: Launch) -> None:
     stage = make_stage(
         tmp_path,
         "24_gone",
@@ -464,7 +476,9 @@ def test_the_gateway_dying_stops_the_stage(tmp_path, launch) -> None:
     assert not list((tmp_path / "run").rglob("*.json"))
 
 
-def test_a_stage_without_a_gateway_ends_with_its_last_backend(tmp_path, launch) -> None:
+def test_a_stage_without_a_gateway_ends_with_its_last_backend(
+    tmp_path: Path, launch: Launch
+) -> None:
     stage = make_stage(tmp_path, "25_alone", backends_toml(("users", "a", 0)))
     launcher = launch(stage, "--run-dir", tmp_path / "run")
     records = launcher.wait_ready("25_alone", ["users-a"])
@@ -473,7 +487,9 @@ def test_a_stage_without_a_gateway_ends_with_its_last_backend(tmp_path, launch) 
     assert "users-a was killed by SIGKILL while running" in launcher.output
 
 
-def test_a_child_failing_at_start_is_reported_with_its_output(tmp_path, launch) -> None:
+def test_a_child_failing_at_start_is_reported_with_its_output(
+    tmp_path: Path, launch: Launch
+) -> None:
     stage = make_stage(tmp_path, "21_typo", backends_toml(("users", "a", 0), ("nosuch", "a", 0)))
     launcher = launch(stage, "--run-dir", tmp_path / "run")
 
@@ -487,7 +503,9 @@ def test_a_child_failing_at_start_is_reported_with_its_output(tmp_path, launch) 
     assert not list((tmp_path / "run").rglob("*.json"))
 
 
-def test_children_do_not_outlive_a_launcher_killed_with_sigkill(tmp_path, launch) -> None:
+def test_children_do_not_outlive_a_launcher_killed_with_sigkill(
+    tmp_path: Path, launch: Launch
+) -> None:
     stage = make_stage(tmp_path, "22_orphans", backends_toml(("users", "a", 0)))
     launcher = launch(stage, "--run-dir", tmp_path / "run")
     records = launcher.wait_ready("22_orphans", ["users-a"])
@@ -506,7 +524,7 @@ def test_children_do_not_outlive_a_launcher_killed_with_sigkill(tmp_path, launch
 # --- Bad input: exit 2, a precise message, nothing started -----------------------------
 
 
-def test_a_busy_port_is_reported_before_anything_starts(tmp_path) -> None:
+def test_a_busy_port_is_reported_before_anything_starts(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         busy.bind(("127.0.0.1", 0))
@@ -524,7 +542,9 @@ def test_a_busy_port_is_reported_before_anything_starts(tmp_path) -> None:
     assert not list((tmp_path / "run").rglob("*.json"))
 
 
-def test_ports_held_by_another_running_stage_name_it_and_the_way_out(tmp_path, launch) -> None:
+def test_ports_held_by_another_running_stage_name_it_and_the_way_out(
+    tmp_path: Path, launch: Launch
+) -> None:
     """The usual busy port: the reader left the previous stage running. One line naming
     it and `make stop-all`, not a line per port."""
     with socket.socket() as probe:
@@ -541,7 +561,7 @@ def test_ports_held_by_another_running_stage_name_it_and_the_way_out(tmp_path, l
     assert "already in use" not in result.stderr
 
 
-def test_when_everything_is_up_it_says_what_to_do_next(tmp_path, launch) -> None:
+def test_when_everything_is_up_it_says_what_to_do_next(tmp_path: Path, launch: Launch) -> None:
     stage = make_stage(tmp_path, "33_next", backends_toml(("users", "a", 0)))
     (stage / "demo.http").write_text(
         "@users = http://127.0.0.1:9001\n\n### 1. a\n# expect: 200\nGET {{users}}/health\n"
@@ -552,7 +572,7 @@ def test_when_everything_is_up_it_says_what_to_do_next(tmp_path, launch) -> None
     assert "python -m common.demo" in launcher.output and "33_next/demo.http" in launcher.output
 
 
-def test_an_unknown_stage_lists_the_known_ones(tmp_path) -> None:
+def test_an_unknown_stage_lists_the_known_ones(tmp_path: Path) -> None:
     for name in ("00_alpha", "01_beta", "notes"):
         make_stage(tmp_path, name, backends_toml(("users", "a", 0)))
     (tmp_path / "02_empty").mkdir()  # a stage name, but nothing to start
@@ -581,7 +601,9 @@ def test_an_unknown_stage_lists_the_known_ones(tmp_path) -> None:
     ],
     ids=["range", "unknown-key", "missing-key", "type", "duplicate", "syntax"],
 )
-def test_a_bad_services_toml_names_file_key_and_reason(tmp_path, toml, expected) -> None:
+def test_a_bad_services_toml_names_file_key_and_reason(
+    tmp_path: Path, toml: str, expected: str
+) -> None:
     stage = make_stage(tmp_path, "40_bad", toml)
 
     result = run_launcher(tmp_path, stage, "--run-dir", tmp_path / "run")
@@ -599,7 +621,9 @@ def test_a_bad_services_toml_names_file_key_and_reason(tmp_path, toml, expected)
 # --- make stop-all ---------------------------------------------------------------------
 
 
-def test_stop_all_stops_launchers_and_leaves_strangers_alone(tmp_path, launch) -> None:
+def test_stop_all_stops_launchers_and_leaves_strangers_alone(
+    tmp_path: Path, launch: Launch
+) -> None:
     run_dir = tmp_path / "run"
     stage = make_stage(tmp_path, "50_stopme", backends_toml(("users", "a", 0), ("orders", "a", 0)))
     launcher = launch(stage, "--run-dir", run_dir)
@@ -635,7 +659,7 @@ def test_stop_all_stops_launchers_and_leaves_strangers_alone(tmp_path, launch) -
         stranger.wait()
 
 
-def test_stop_all_with_nothing_running(tmp_path) -> None:
+def test_stop_all_with_nothing_running(tmp_path: Path) -> None:
     result = run_launcher(tmp_path, "--stop-all", "--run-dir", tmp_path / "run")
 
     assert result.returncode == 0

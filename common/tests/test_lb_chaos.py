@@ -21,7 +21,7 @@ from common.testing.processes import REPO_ROOT, child_env
 try:
     STAGE = newest_lb_stage()
 except SystemExit:
-    STAGE = None
+    STAGE = None  # type: ignore[assignment]  # no stage has balancing yet: skipped
 pytestmark = pytest.mark.skipif(STAGE is None, reason="no stage with gateway/balancing yet")
 
 

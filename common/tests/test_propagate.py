@@ -42,6 +42,7 @@ def repo(tmp_path: Path) -> Path:
 
 
 def outcomes(table: object) -> list[list[str]]:
+    # the type ignore below: rich's Table, returned as a renderable
     columns = table.columns  # type: ignore[attr-defined]
     return [[str(cell) for cell in column._cells] for column in columns]
 

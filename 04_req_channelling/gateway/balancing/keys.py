@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 
 from gateway.headers import TOKEN
 
@@ -56,11 +56,11 @@ class KeySource:
         if kind in ("client_ip", "path"):
             if colon:
                 raise ValueError(f"{kind!r} takes no name (write just {kind!r})")
-            return cls(kind)
+            return cls(cast(Kind, kind))  # `in` a tuple does not narrow str to the Literal
         if kind in ("header", "cookie"):
             if not TOKEN.fullmatch(name):
                 raise ValueError(f"{kind}: needs a {kind} name, e.g. '{kind}:X-User-ID'")
-            return cls(kind, name)
+            return cls(cast(Kind, kind), name)
         raise ValueError(f"must be one of {SPECS}")
 
     def __str__(self) -> str:

@@ -144,25 +144,25 @@ class Channel:
                     if retries:
                         self.budget.release()  # this retry is no longer in flight
                 lease, method = outcome.lease, request.method
-                response = outcome.response
-                if response is not None:
+                answer = outcome.response
+                if answer is not None:
                     wait = None
                     if retries + 1 < policy.attempts and may_retry_status(
-                        response.status, method, replayable, policy
+                        answer.status, method, replayable, policy
                     ):
-                        asked = retry_after(response.headers)
+                        asked = retry_after(answer.headers)
                         wait = self._wait(retries + 1, policy, deadline, asked)
                     if wait is None or not self.budget.try_acquire():
                         with lease:  # in flight until the last byte went out, or the client left
                             counted = {ATTEMPT_HEADER: _count(len(tried))}
-                            relayed = await self.proxy.relay(request, response, counted)
-                            lease.report(response.status if relayed.complete else None)
+                            relayed = await self.proxy.relay(request, answer, counted)
+                            lease.report(answer.status if relayed.complete else None)
                             return relayed.response
-                    lease.report(response.status)  # a 503 we retry still counts against it
-                    response.close()
+                    lease.report(answer.status)  # a 503 we retry still counts against it
+                    answer.close()
                 else:
-                    failure = outcome.failure
-                    assert failure is not None
+                    failed = outcome.failure
+                    assert failed is not None
                     lease.report(None)
                     if outcome.deadline_passed:
                         lease.release()
@@ -172,12 +172,12 @@ class Channel:
                         )
                     wait = None
                     if retries + 1 < policy.attempts and may_retry_failure(
-                        failure, method, replayable, policy
+                        failed, method, replayable, policy
                     ):
                         wait = self._wait(retries + 1, policy, deadline, None)
                     if wait is None or not self.budget.try_acquire():
                         lease.release()
-                        raise failure.problem()
+                        raise failed.problem()
                 lease.release()
                 retries += 1
                 try:

@@ -78,6 +78,7 @@ class MemoryStore:
         variants = self._keys.get(key)
         if variants is None:
             return []
+        # the type ignore below: the clock is a plain callable kept on the instance
         now = self._clock()  # type: ignore[operator]
         if any(expires <= now for _, expires in variants):
             for entry, expires in variants:
@@ -96,6 +97,7 @@ class MemoryStore:
             if old.vary == entry.vary:
                 self.bytes -= old.size
         variants[:] = [(e, x) for e, x in variants if e.vary != entry.vary]
+        # the type ignore below: the clock is a plain callable kept on the instance
         variants.insert(0, (entry, self._clock() + keep))  # type: ignore[operator]
         self.bytes += entry.size
         while len(variants) > MAX_VARIANTS:

@@ -4,6 +4,7 @@ the route's own tables: what every try of a request on that route does."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .config import (
     HedgeConfig,
@@ -62,9 +63,10 @@ class ChannelPolicy:
         )
 
 
-def _merge(defaults: TimeoutsConfig | RetriesConfig, override: object | None) -> dict:
+def _merge(defaults: TimeoutsConfig | RetriesConfig, override: object | None) -> dict[str, Any]:
     """The defaults, with every key the route's table sets (explicitly) replaced."""
     merged = defaults.model_dump()
     if override is not None:
+        # the type ignore below: `override` is one of the route's pydantic tables
         merged.update(override.model_dump(include=override.model_fields_set))  # type: ignore[attr-defined]
     return merged

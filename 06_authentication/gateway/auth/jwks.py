@@ -176,7 +176,7 @@ class RemoteKeys:
         fails meanwhile, so soon: 0.5 s, 1 s, then 2 s (never longer than the interval)."""
         if self.loaded:
             return self.refetch_interval
-        backoff = FIRST_RETRY * 2 ** (self.failures_in_a_row - 1)
+        backoff = FIRST_RETRY * 2.0 ** (self.failures_in_a_row - 1)
         return min(backoff, MAX_RETRY, self.refetch_interval)
 
     async def _discover(self) -> str:

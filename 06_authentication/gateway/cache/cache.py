@@ -35,7 +35,8 @@ import asyncio
 import logging
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import ClientResponse, hdrs, web
@@ -288,7 +289,11 @@ class Cache:
         if key in self.refreshing:
             return
         self.refreshing.add(key)
-        background = request.clone(headers=_conditional(request, entry), remote=request.remote)
+        # The client's address, fixed now: the clone outlives the client's connection.
+        headers = _conditional(request, entry)
+        remote = request.remote
+        background = (request.clone(headers=headers) if remote is None
+                      else request.clone(headers=headers, remote=remote))  # fmt: skip
         tap = CacheTap(self, background, key, entry, policy, {}, "stale", None)
         tap.conditional = bool(entry.facts.etag or entry.facts.last_modified)
         tap.background = True
@@ -390,8 +395,8 @@ class Cache:
         return {"counts": dict(self.counts), "in_flight_fills": len(self.fills),
                 **self.store.stats()}  # fmt: skip
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 

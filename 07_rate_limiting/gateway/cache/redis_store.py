@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from typing import cast
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -69,7 +70,8 @@ class RedisStore:
         if not self._available():
             return []
         try:
-            values = await self._redis.hvals(self._index(key))
+            # decode_responses is off: values are bytes (redis-py types them bytes | str)
+            values = cast(list[bytes], await self._redis.hvals(self._index(key)))
         except (RedisError, OSError) as exc:
             self._failed("get", exc)
             return []

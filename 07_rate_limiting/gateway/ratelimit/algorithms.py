@@ -37,7 +37,9 @@ first of the next: twice the limit within a moment.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 EPSILON = 1e-9
 ALGORITHMS = ("strict_window", "gcra", "sliding_window", "fixed_window")
@@ -137,5 +139,8 @@ def fixed_window(
                    window - elapsed)  # fmt: skip
 
 
-DECIDE = {"strict_window": strict_window, "gcra": gcra, "sliding_window": sliding_window,
-          "fixed_window": fixed_window}  # fmt: skip
+# Each takes its own state's shape (a float, a tuple): Any here, where the store keeps it.
+Decide = Callable[[Any, float, int, float], Outcome]
+DECIDE: dict[str, Decide] = {"strict_window": strict_window, "gcra": gcra,
+                             "sliding_window": sliding_window,
+                             "fixed_window": fixed_window}  # fmt: skip

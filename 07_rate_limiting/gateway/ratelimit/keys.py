@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from gateway.auth.identity import IDENTITY
+from gateway.auth.identity import IDENTITY, Identity
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_KEY = 128  # a longer value (a header) is kept as its hash: bounded memory per key
@@ -52,7 +52,7 @@ class ClientAddress:
 
 
 def key_of(request: web.Request, kind: str, addresses: ClientAddress) -> str:
-    identity = request.get(IDENTITY)
+    identity: Identity | None = request.get(IDENTITY)
     if kind == "api_key" and identity is not None and identity.credential.startswith("key:"):
         return "key:" + identity.credential[4:]
     if kind in ("consumer", "api_key") and identity is not None:

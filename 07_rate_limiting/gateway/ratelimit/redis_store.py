@@ -207,7 +207,9 @@ class RedisStore:
             log.warning("redis at %s not ready at start-up (%s): limits will try it per"
                         " request", self.url, exc)  # fmt: skip
 
-    async def _call(self, script: str, keys: Sequence[str], args: Sequence[object]) -> object:
+    async def _call(
+        self, script: str, keys: Sequence[str], args: Sequence[str | int | float]
+    ) -> object:
         if time.monotonic() < self.open_until:
             raise StoreUnavailable("breaker open")
         try:
@@ -237,11 +239,12 @@ class RedisStore:
 
     async def hit(self, keys: Sequence[str], limits: Sequence[tuple[str, int, float]]
                   ) -> list[Outcome]:  # fmt: skip
-        args: list[object] = [len(limits)]
+        args: list[str | int | float] = [len(limits)]
         for algorithm, requests, window in limits:
             args += [algorithm, requests, window]
         raw = await self._call(DECIDE, [self.prefix + k for k in keys], args)
         self.decisions += 1
+        # the type ignore below: the script returns a list of integers
         values = [int(v) for v in raw]  # type: ignore[attr-defined]
         return [Outcome(bool(values[i]), values[i + 1], float(values[i + 2]),
                         float(values[i + 3]), None, 0.0)

@@ -67,7 +67,7 @@ class MemoryStore:
         for key, (algorithm, requests, window) in zip(keys, limits, strict=True):
             held = self.states.get(key)
             state = held[0] if held is not None and held[1] > now else None
-            outcomes.append(DECIDE[algorithm](state, now, requests, window))  # type: ignore[arg-type]
+            outcomes.append(DECIDE[algorithm](state, now, requests, window))
         if all(o.allowed for o in outcomes):
             for key, outcome in zip(keys, outcomes, strict=True):
                 self.states[key] = (outcome.state, now + outcome.ttl_ms)
