@@ -74,16 +74,21 @@ def build_admin_app(
         name = request.match_info["pool"]
         pool = next((p for p in upstreams if p.name == name), None)
         if pool is None:
-            return problem_response(404, "Not Found", f"no upstream pool named {name!r}",
-                                    instance=request.path)  # fmt: skip
+            return problem_response(
+                404, "Not Found", f"no upstream pool named {name!r}", instance=request.path
+            )
         before = pool.snapshot()
         if pool.breaker is not None:
             pool.breaker.reset()
-        return web.json_response({"pid": os.getpid(), "pool": name, "before": before,
-                                  "targets": pool.snapshot()})  # fmt: skip
+        return web.json_response(
+            {"pid": os.getpid(), "pool": name, "before": before, "targets": pool.snapshot()}
+        )
 
-    for path, view in ((HEALTH_PATH, health), (UPSTREAMS_PATH, upstreams_view),
-                       (CHANNEL_PATH, channel_view)):  # fmt: skip
+    for path, view in (
+        (HEALTH_PATH, health),
+        (UPSTREAMS_PATH, upstreams_view),
+        (CHANNEL_PATH, channel_view),
+    ):
         app.router.add_route("*", path, _get_only(path, view))
     app.router.add_post(UPSTREAMS_PATH + "/{pool}/reset", reset)
     return app

@@ -154,8 +154,10 @@ def main(argv: list[str] | None = None) -> int:
 
     server, admin = config.server, config.admin
     sockets = []
-    for fd, host, port in ((args.fd, server.host, server.port), (args.admin_fd, admin.host,
-                                                                 admin.port)):  # fmt: skip
+    for fd, host, port in (
+        (args.fd, server.host, server.port),
+        (args.admin_fd, admin.host, admin.port),
+    ):
         try:
             sockets.append(listen(fd, host, port, args.reuse_port))
         except OSError as exc:

@@ -101,9 +101,11 @@ def build_admin_app(
         target = url if url is not None else prefix
         if (url is None) == (prefix is None) or not target or not target.startswith("/"):
             return problem_response(
-                400, "Bad Request", "give exactly one of ?url=/path or ?prefix=/path",
+                400,
+                "Bad Request",
+                "give exactly one of ?url=/path or ?prefix=/path",
                 instance=PURGE_PATH,
-            )  # fmt: skip
+            )
         purged = await cache.purge(target, prefix=prefix is not None)
         return web.json_response({"pid": os.getpid(), "purged": purged, "target": target})
 
@@ -111,17 +113,23 @@ def build_admin_app(
         name = request.match_info["pool"]
         pool = next((p for p in upstreams if p.name == name), None)
         if pool is None:
-            return problem_response(404, "Not Found", f"no upstream pool named {name!r}",
-                                    instance=request.path)  # fmt: skip
+            return problem_response(
+                404, "Not Found", f"no upstream pool named {name!r}", instance=request.path
+            )
         before = pool.snapshot()
         if pool.breaker is not None:
             pool.breaker.reset()
-        return web.json_response({"pid": os.getpid(), "pool": name, "before": before,
-                                  "targets": pool.snapshot()})  # fmt: skip
+        return web.json_response(
+            {"pid": os.getpid(), "pool": name, "before": before, "targets": pool.snapshot()}
+        )
 
-    for path, view in ((HEALTH_PATH, health), (UPSTREAMS_PATH, upstreams_view),
-                       (CHANNEL_PATH, channel_view), (CACHE_PATH, cache_view),
-                       (AUTH_PATH, auth_view)):  # fmt: skip
+    for path, view in (
+        (HEALTH_PATH, health),
+        (UPSTREAMS_PATH, upstreams_view),
+        (CHANNEL_PATH, channel_view),
+        (CACHE_PATH, cache_view),
+        (AUTH_PATH, auth_view),
+    ):
         app.router.add_route("*", path, _get_only(path, view))
     app.router.add_route("*", PURGE_PATH, purge)
     app.router.add_post(UPSTREAMS_PATH + "/{pool}/reset", reset)

@@ -80,10 +80,11 @@ def build_apps(config: GatewayConfig) -> tuple[web.Application, web.Application]
     pools = config.pools()
     upstreams = Upstreams.from_config(pools)
     bulkheads = {
-        name: Bulkhead(name, c.bulkhead.max_concurrent, c.bulkhead.max_queue,
-                       c.bulkhead.queue_timeout)
+        name: Bulkhead(
+            name, c.bulkhead.max_concurrent, c.bulkhead.max_queue, c.bulkhead.queue_timeout
+        )
         for name, c in pools.items()
-    }  # fmt: skip
+    }
     budget = RetryBudget(config.retry_budget.ratio, config.retry_budget.min_per_second)
     shedder = LoadShedder(config.server.max_in_flight)
     websockets = WebSockets(upstreams)
@@ -126,8 +127,7 @@ def build_apps(config: GatewayConfig) -> tuple[web.Application, web.Application]
     # One catch-all route: the public port answers only routes, and the gateway's own
     # Router (in routing_middleware) decides where each request goes.
     app.router.add_route("*", "/{path:.*}", gateway.handle)
-    admin = build_admin_app(upstreams, bulkheads, budget, shedder, websockets, cache,
-                            authenticator)  # fmt: skip
+    admin = build_admin_app(upstreams, bulkheads, budget, shedder, websockets, cache, authenticator)
     return app, admin
 
 

@@ -244,8 +244,9 @@ def load_config(path: Path, shown: str | None = None) -> GatewayConfig:
         f"{shown}: routes[{i}].upstream: {reason}"
         for i, reason in unknown_upstreams([r.upstream for r in config.routes], config.upstreams)
     ]
-    problems += auth_problems(shown, config.auth, config.consumers,
-                              [(i, r.auth) for i, r in enumerate(config.routes)])  # fmt: skip
+    problems += auth_problems(
+        shown, config.auth, config.consumers, [(i, r.auth) for i, r in enumerate(config.routes)]
+    )
     problems += stripped_hash_keys(
         shown, config.auth, {name: pool.hash_key for name, pool in config.upstreams.items()}
     )

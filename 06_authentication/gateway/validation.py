@@ -109,8 +109,9 @@ def known_keys(model: type[BaseModel], path: Sequence[str | int]) -> list[str]:
         part = parts.pop(0)
         if isinstance(part, int):
             continue  # an element of a list: the same model
-        field = next((f for name, f in current.model_fields.items() if part in (name, f.alias)),
-                     None)  # fmt: skip
+        field = next(
+            (f for name, f in current.model_fields.items() if part in (name, f.alias)), None
+        )
         if field is None:
             return []
         current, mapping = _model_in(field.annotation)

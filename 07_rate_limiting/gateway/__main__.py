@@ -177,28 +177,41 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging()
     limited = any(route.rate_limit is not None for route in config.routes)
-    if any(limit.algorithm == "fixed_window" for route in config.routes if route.rate_limit
-           for limit in route.rate_limit.limits):  # fmt: skip
-        log.warning("a fixed_window limit admits up to twice its quota around a window's"
-                    " edge (ratelimit-bench shows it): use gcra or sliding_window")  # fmt: skip
+    if any(
+        limit.algorithm == "fixed_window"
+        for route in config.routes
+        if route.rate_limit
+        for limit in route.rate_limit.limits
+    ):
+        log.warning(
+            "a fixed_window limit admits up to twice its quota around a window's"
+            " edge (ratelimit-bench shows it): use gcra or sliding_window"
+        )
     if args.workers > 1 and config.rate_limit.store == "memory" and limited:
-        log.warning("%d workers, rate limits in memory: each worker admits the whole limit"
-                    " (give --redis-url to share them)", args.workers)  # fmt: skip
+        log.warning(
+            "%d workers, rate limits in memory: each worker admits the whole limit"
+            " (give --redis-url to share them)",
+            args.workers,
+        )
     # Where each concern keeps its state, said once: a limit that is silently per process
     # is the mistake an operator finds only when a customer gets twice their quota.
     cache, limits = config.cache, config.rate_limit
-    log.info("state: cache in %s, rate limits in %s%s",
-             f"redis {cache.redis.url}" if cache.store == "redis" else "memory (per process)",
-             f"redis {limits.redis.url}" if limits.store == "redis" else "memory (per process)",
-             "" if limited else " (no route is limited)")  # fmt: skip
+    log.info(
+        "state: cache in %s, rate limits in %s%s",
+        f"redis {cache.redis.url}" if cache.store == "redis" else "memory (per process)",
+        f"redis {limits.redis.url}" if limits.store == "redis" else "memory (per process)",
+        "" if limited else " (no route is limited)",
+    )
     if args.workers > 1:
         inherited = tuple(fd for fd in (args.fd, args.admin_fd) if fd is not None)
         return supervise(args.workers, worker_argv(args, config), pass_fds=inherited)
 
     server, admin = config.server, config.admin
     sockets = []
-    for fd, host, port in ((args.fd, server.host, server.port), (args.admin_fd, admin.host,
-                                                                 admin.port)):  # fmt: skip
+    for fd, host, port in (
+        (args.fd, server.host, server.port),
+        (args.admin_fd, admin.host, admin.port),
+    ):
         try:
             sockets.append(listen(fd, host, port, args.reuse_port))
         except OSError as exc:

@@ -78,16 +78,21 @@ def build_apps(config: GatewayConfig) -> tuple[web.Application, web.Application]
     """(the public application, the admin application), sharing one set of pools."""
     proxy = Proxy(config.connections)
     router = Router.from_config(
-        config.routes, config.timeouts, config.retries, config.cache, config.auth,
+        config.routes,
+        config.timeouts,
+        config.retries,
+        config.cache,
+        config.auth,
         config.rate_limit,
-    )  # fmt: skip
+    )
     pools = config.pools()
     upstreams = Upstreams.from_config(pools)
     bulkheads = {
-        name: Bulkhead(name, c.bulkhead.max_concurrent, c.bulkhead.max_queue,
-                       c.bulkhead.queue_timeout)
+        name: Bulkhead(
+            name, c.bulkhead.max_concurrent, c.bulkhead.max_queue, c.bulkhead.queue_timeout
+        )
         for name, c in pools.items()
-    }  # fmt: skip
+    }
     budget = RetryBudget(config.retry_budget.ratio, config.retry_budget.min_per_second)
     shedder = LoadShedder(config.server.max_in_flight)
     websockets = WebSockets(upstreams)
@@ -135,8 +140,9 @@ def build_apps(config: GatewayConfig) -> tuple[web.Application, web.Application]
     # One catch-all route: the public port answers only routes, and the gateway's own
     # Router (in routing_middleware) decides where each request goes.
     app.router.add_route("*", "/{path:.*}", gateway.handle)
-    admin = build_admin_app(upstreams, bulkheads, budget, shedder, websockets, cache,
-                            authenticator, limiter)  # fmt: skip
+    admin = build_admin_app(
+        upstreams, bulkheads, budget, shedder, websockets, cache, authenticator, limiter
+    )
     return app, admin
 
 
@@ -155,7 +161,11 @@ def _limit_store(config: GatewayConfig) -> LimitStore:
     if limits.store == "redis":
         from gateway.ratelimit.redis_store import RedisStore  # redis-py only when it is used
 
-        return RedisStore(limits.redis.url, timeout=limits.redis.timeout,
-                          prefix=limits.redis.prefix, failures=limits.breaker.failures,
-                          open_for=limits.breaker.open_for)  # fmt: skip
+        return RedisStore(
+            limits.redis.url,
+            timeout=limits.redis.timeout,
+            prefix=limits.redis.prefix,
+            failures=limits.breaker.failures,
+            open_for=limits.breaker.open_for,
+        )
     return LimitMemoryStore(limits.max_keys)

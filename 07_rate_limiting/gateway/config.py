@@ -171,8 +171,9 @@ class RouteConfig(Strict):
         if self.auth is not None and self.auth.mode not in (None, "public"):
             flags.append(f"auth {self.auth.mode}")
         if self.rate_limit is not None and self.rate_limit.limits:
-            flags.append("rate " + ", ".join(f"{c.requests}/{c.window:g}s"
-                                             for c in self.rate_limit.limits))  # fmt: skip
+            flags.append(
+                "rate " + ", ".join(f"{c.requests}/{c.window:g}s" for c in self.rate_limit.limits)
+            )
         if self.rewrite is not None:
             flags.insert(0, f"rewrite {self.rewrite}")
         suffix = f" ({', '.join(flags)})" if flags else ""
@@ -251,8 +252,9 @@ def load_config(path: Path, shown: str | None = None) -> GatewayConfig:
         f"{shown}: routes[{i}].upstream: {reason}"
         for i, reason in unknown_upstreams([r.upstream for r in config.routes], config.upstreams)
     ]
-    problems += auth_problems(shown, config.auth, config.consumers,
-                              [(i, r.auth) for i, r in enumerate(config.routes)])  # fmt: skip
+    problems += auth_problems(
+        shown, config.auth, config.consumers, [(i, r.auth) for i, r in enumerate(config.routes)]
+    )
     problems += stripped_hash_keys(
         shown, config.auth, {name: pool.hash_key for name, pool in config.upstreams.items()}
     )

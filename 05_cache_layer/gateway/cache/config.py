@@ -33,6 +33,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from gateway.headers import TOKEN
+from gateway.redisconfig import RedisConfig
 from gateway.validation import Seconds, Strict
 
 from .entry import Heuristics
@@ -58,19 +59,6 @@ class RouteCache(Strict):
     bypass_headers: list[str] | None = None
 
     _names = field_validator("key_headers", "bypass_headers")(_check_names)
-
-
-class RedisConfig(Strict):
-    url: str = "redis://127.0.0.1:6379/0"
-    timeout: Seconds = 0.05
-    prefix: str = "gateway:cache:"
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must be a redis://host:port/db (or rediss://, unix://) URL")
-        return value
 
 
 class CacheConfig(Strict):

@@ -90,8 +90,9 @@ class Issuer:
                 refetch_interval=config.refetch_interval,
                 fetch_timeout=config.fetch_timeout,
             )
-        claims = ClaimsPolicy(config.issuer, frozenset(config.audiences), config.leeway,
-                              tuple(config.required_claims))  # fmt: skip
+        claims = ClaimsPolicy(
+            config.issuer, frozenset(config.audiences), config.leeway, tuple(config.required_claims)
+        )
         return cls(config.name, frozenset(config.algorithms), claims, keys)
 
 
@@ -102,13 +103,18 @@ class Authenticator:
         self.config = config
         self.realm = config.realm
         self.clock = clock
-        self.ring = KeyRing([StoredKey(key_id=k.id, hash=k.hash, consumer=c.id, imported=k.imported)
-                             for c in consumers for k in c.api_keys])  # fmt: skip
+        self.ring = KeyRing(
+            [
+                StoredKey(key_id=k.id, hash=k.hash, consumer=c.id, imported=k.imported)
+                for c in consumers
+                for k in c.api_keys
+            ]
+        )
         # An API key's identity never changes: built once, not per request.
         self.key_identities = {
             k.id: Identity(
                 c.id, c.name or c.id, c.id, frozenset(c.scopes), tuple(c.groups), f"key:{k.id}"
-            )  # fmt: skip
+            )
             for c in consumers
             for k in c.api_keys
         }
@@ -282,8 +288,16 @@ class Authenticator:
         credential, iss = f"jwt:{issuer.name}", issuer.claims.issuer
         consumer = self.by_subject.get(f"{issuer.name}:{sub}")
         if consumer is not None:
-            return Identity(consumer.id, consumer.name or consumer.id, sub, scopes,
-                            tuple(consumer.groups), credential, iss, expires)  # fmt: skip
+            return Identity(
+                consumer.id,
+                consumer.name or consumer.id,
+                sub,
+                scopes,
+                tuple(consumer.groups),
+                credential,
+                iss,
+                expires,
+            )
         return Identity(f"{issuer.name}:{sub}", sub, sub, scopes, (), credential, iss, expires)
 
     # --- what goes upstream ----------------------------------------------------------------
@@ -314,7 +328,8 @@ class Authenticator:
 
     def _wanted(self, policy: AuthPolicy) -> str:
         key = f"an API key in the {policy.key_header} header" + (
-            f" or the {policy.key_query} query parameter" if policy.key_query else "")  # fmt: skip
+            f" or the {policy.key_query} query parameter" if policy.key_query else ""
+        )
         if policy.mode == "key":
             return key
         if policy.mode == "jwt":
@@ -342,12 +357,13 @@ class Authenticator:
 
 def without_param(query: str, name: str) -> str:
     """`?a=1&api_key=X&b=2` -> `?a=1&b=2`: the other parameters byte for byte."""
-    kept = [part for part in query[1:].split("&")
-            if unquote_plus(part.partition("=")[0]) != name]  # fmt: skip
+    kept = [part for part in query[1:].split("&") if unquote_plus(part.partition("=")[0]) != name]
     return "?" + "&".join(kept) if kept else ""
 
 
 def query_credentials(config: AuthConfig, routes: list[AuthPolicy]) -> frozenset[str]:
     """Every query parameter that may carry an API key: the access log hides their values."""
-    return frozenset({p.key_query for p in routes if p.key_query} |
-                     ({config.key_query} if config.key_query else set()))  # fmt: skip
+    return frozenset(
+        {p.key_query for p in routes if p.key_query}
+        | ({config.key_query} if config.key_query else set())
+    )

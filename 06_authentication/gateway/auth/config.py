@@ -280,8 +280,12 @@ class AuthPolicy:
         )
 
 
-def auth_problems(shown: str, auth: AuthConfig, consumers: list[ConsumerConfig],
-                  routes: list[tuple[int, RouteAuth | None]]) -> list[str]:  # fmt: skip
+def auth_problems(
+    shown: str,
+    auth: AuthConfig,
+    consumers: list[ConsumerConfig],
+    routes: list[tuple[int, RouteAuth | None]],
+) -> list[str]:
     """What one section cannot see alone: names across issuers, consumers and routes."""
     problems = []
     issuers = [i.name for i in auth.issuers]
@@ -301,13 +305,16 @@ def auth_problems(shown: str, auth: AuthConfig, consumers: list[ConsumerConfig],
                 problems.append(f"{key}.api_keys[{k}].id: key id {api_key.id!r} is used twice")
             seen_keys.setdefault(api_key.id, c)
             if api_key.hash in seen_hashes:  # one key, two entries: the second never matches
-                problems.append(f"{key}.api_keys[{k}].hash: the same key as"
-                                f" {seen_hashes[api_key.hash]}")  # fmt: skip
+                problems.append(
+                    f"{key}.api_keys[{k}].hash: the same key as {seen_hashes[api_key.hash]}"
+                )
             seen_hashes.setdefault(api_key.hash, f"{key.partition(': ')[2]}.api_keys[{k}]")
         for s, subject in enumerate(consumer.subjects):
             if subject.partition(":")[0] not in issuers:
-                problems.append(f"{key}.subjects[{s}]: no [[auth.issuers]] is named"
-                                f" {subject.partition(':')[0]!r}")  # fmt: skip
+                problems.append(
+                    f"{key}.subjects[{s}]: no [[auth.issuers]] is named"
+                    f" {subject.partition(':')[0]!r}"
+                )
     for i, route in routes:
         policy = AuthPolicy.resolve(auth, route)
         key = f"{shown}: routes[{i}].auth"

@@ -25,8 +25,12 @@ def main(argv: list[str]) -> int:
         prog="python -m gateway keygen", description=__doc__.partition("\n")[0]
     )
     parser.add_argument("--consumer", default="CONSUMER", help="the consumer's id, for the hint")
-    parser.add_argument("--import", dest="imported", action="store_true",
-                        help="read an existing key on stdin and print its line")  # fmt: skip
+    parser.add_argument(
+        "--import",
+        dest="imported",
+        action="store_true",
+        help="read an existing key on stdin and print its line",
+    )
     parser.add_argument("--id", default="imported-1", help="with --import: a name for the key")
     args = parser.parse_args(argv)
     out = Console(highlight=False, soft_wrap=True)
@@ -46,6 +50,7 @@ def main(argv: list[str]) -> int:
     out.print()
     out.print(Text(f'gateway.toml, in [[consumers]] id = "{args.consumer}":', "bold"))
     out.print(Text(f"api_keys = [{made.config_line()}]"))
-    out.print(Text("(a consumer may hold several keys: add the new one, retire the old one later)",
-                   "dim"))  # fmt: skip
+    out.print(
+        Text("(a consumer may hold several keys: add the new one, retire the old one later)", "dim")
+    )
     return 0

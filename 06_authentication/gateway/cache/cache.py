@@ -272,8 +272,11 @@ class Cache:
         """May `entry` answer because the origin could not (RFC 5861 §4)?"""
         if entry.facts.no_stale or entry.facts.no_cache:
             return False
-        allowed = max(entry.facts.stale_if_error, policy.stale_if_error,
-                      float(delta_seconds(asked.get("stale-if-error")) or 0))  # fmt: skip
+        allowed = max(
+            entry.facts.stale_if_error,
+            policy.stale_if_error,
+            float(delta_seconds(asked.get("stale-if-error")) or 0),
+        )
         return -entry.ttl(self.clock()) <= allowed
 
     def _refresh(
@@ -292,8 +295,11 @@ class Cache:
         # The client's address, fixed now: the clone outlives the client's connection.
         headers = _conditional(request, entry)
         remote = request.remote
-        background = (request.clone(headers=headers) if remote is None
-                      else request.clone(headers=headers, remote=remote))  # fmt: skip
+        background = (
+            request.clone(headers=headers)
+            if remote is None
+            else request.clone(headers=headers, remote=remote)
+        )
         tap = CacheTap(self, background, key, entry, policy, {}, "stale", None)
         tap.conditional = bool(entry.facts.etag or entry.facts.last_modified)
         tap.background = True
@@ -321,8 +327,9 @@ class Cache:
             return web.Response(status=304, reason="Not Modified", headers=headers)
         # web.Response: head and body leave in one write, Content-Length from the body
         # (which is the stored one), and no body at all for a HEAD.
-        return web.Response(status=entry.status, reason=entry.reason or None, headers=headers,
-                            body=entry.body)  # fmt: skip
+        return web.Response(
+            status=entry.status, reason=entry.reason or None, headers=headers, body=entry.body
+        )
 
     def _headers(self, entry: Entry, now: float, status: str) -> CIMultiDict[str]:
         headers = CIMultiDict(entry.headers)
@@ -368,9 +375,12 @@ class Cache:
         )
 
     async def _invalidate(
-        self, request: web.Request, found: RouteMatch, policy: CachePolicy,
+        self,
+        request: web.Request,
+        found: RouteMatch,
+        policy: CachePolicy,
         response: web.StreamResponse,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """§4.4: the target URI, and Location / Content-Location on the same origin."""
         targets = [found.path.path + found.path.query]
         for name in (hdrs.LOCATION, hdrs.CONTENT_LOCATION):
@@ -392,8 +402,11 @@ class Cache:
         return await self.store.delete(url) + await self.store.purge(url + "\n")
 
     def stats(self) -> dict[str, object]:
-        return {"counts": dict(self.counts), "in_flight_fills": len(self.fills),
-                **self.store.stats()}  # fmt: skip
+        return {
+            "counts": dict(self.counts),
+            "in_flight_fills": len(self.fills),
+            **self.store.stats(),
+        }
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -485,8 +498,11 @@ class CacheTap:
         fill = self.fill or Fill(self.key, cache.config.max_object_bytes)
         self.fill = fill
         length = client_headers.get(hdrs.CONTENT_LENGTH)
-        fill.begin(head, lambda done, entry: cache.stored(done, entry, cache.keep_for(entry)),
-                   int(length) if length is not None and length.isdigit() else None)  # fmt: skip
+        fill.begin(
+            head,
+            lambda done, entry: cache.stored(done, entry, cache.keep_for(entry)),
+            int(length) if length is not None and length.isdigit() else None,
+        )
         return fill
 
     def _not_kept(self) -> None:
@@ -549,8 +565,16 @@ class CacheTap:
         headers = CIMultiDict(client_headers)
         for name in PER_EXCHANGE:
             headers.popall(name, None)
-        return Entry(status, reason, headers, b"", self.sent, self.cache.clock(),
-                     selecting(headers, self.request.headers), self.policy.heuristics)  # fmt: skip
+        return Entry(
+            status,
+            reason,
+            headers,
+            b"",
+            self.sent,
+            self.cache.clock(),
+            selecting(headers, self.request.headers),
+            self.policy.heuristics,
+        )
 
     async def _keep_in_background(self, upstream: ClientResponse) -> None:
         """A background refresh's full answer: read it (bounded) and store it."""
@@ -583,8 +607,13 @@ def _worth_keeping(entry: Entry) -> bool:
     ever be served with a client's max-stale, and would cost a copy on every request
     (most API responses: no Cache-Control, no ETag). Those are not kept."""
     facts = entry.facts
-    return bool(facts.lifetime > 0 or facts.etag or facts.last_modified
-                or facts.stale_while_revalidate or facts.stale_if_error)  # fmt: skip
+    return bool(
+        facts.lifetime > 0
+        or facts.etag
+        or facts.last_modified
+        or facts.stale_while_revalidate
+        or facts.stale_if_error
+    )
 
 
 def request_directives(request: web.Request) -> Directives:

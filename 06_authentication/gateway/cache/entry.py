@@ -77,8 +77,9 @@ class Entry:
     heuristics: Heuristics = field(default_factory=Heuristics, repr=False)
 
     def __post_init__(self) -> None:
-        self.facts = judge(self.status, self.headers, self.request_time, self.response_time,
-                           self.heuristics)  # fmt: skip
+        self.facts = judge(
+            self.status, self.headers, self.request_time, self.response_time, self.heuristics
+        )
 
     def age(self, now: float) -> float:
         """current_age (§4.2.3): as old as it was when it arrived, plus the time since."""
@@ -97,8 +98,12 @@ class Entry:
         """Bytes it holds, roughly: what the memory store's bound counts."""
         return len(self.body) + sum(len(k) + len(v) for k, v in self.headers.items()) + 200
 
-    def updated(self, fresh: CIMultiDictProxy[str] | CIMultiDict[str], request_time: float,
-                response_time: float) -> Entry:  # fmt: skip
+    def updated(
+        self,
+        fresh: CIMultiDictProxy[str] | CIMultiDict[str],
+        request_time: float,
+        response_time: float,
+    ) -> Entry:
         """This entry as a 304 (or a HEAD's 200) with `fresh` headers leaves it (§3.2): each
         field the new response carries replaces the stored one, Content-Length aside."""
         headers = CIMultiDict(self.headers)
@@ -109,8 +114,16 @@ class Entry:
             headers.popall(name, None)
             for value in fresh.getall(name):
                 headers.add(name, value)
-        return Entry(self.status, self.reason, headers, self.body, request_time, response_time,
-                     self.vary, self.heuristics)  # fmt: skip
+        return Entry(
+            self.status,
+            self.reason,
+            headers,
+            self.body,
+            request_time,
+            response_time,
+            self.vary,
+            self.heuristics,
+        )
 
     # --- Redis: one value per entry ----------------------------------------------------
 
@@ -132,9 +145,16 @@ class Entry:
         meta = json.loads(data[4 : 4 + size])
         request_time, response_time = meta["times"]
         vary = tuple((name, value) for name, value in meta["vary"])
-        return cls(meta["status"], meta["reason"], CIMultiDict(meta["headers"]),
-                   data[4 + size :], request_time, response_time, vary,
-                   Heuristics(*meta["heuristics"]))  # fmt: skip
+        return cls(
+            meta["status"],
+            meta["reason"],
+            CIMultiDict(meta["headers"]),
+            data[4 + size :],
+            request_time,
+            response_time,
+            vary,
+            Heuristics(*meta["heuristics"]),
+        )
 
 
 def directives_of(
@@ -153,8 +173,13 @@ def directives_of(
 TARGETED: tuple[str, ...] = ("CDN-Cache-Control",)
 
 
-def judge(status: int, headers: CIMultiDict[str], request_time: float, response_time: float,
-          heuristics: Heuristics) -> Facts:  # fmt: skip
+def judge(
+    status: int,
+    headers: CIMultiDict[str],
+    request_time: float,
+    response_time: float,
+    heuristics: Heuristics,
+) -> Facts:
     cc = directives_of(headers, TARGETED)
     date = single_date(headers.getall("Date", []), response_time)
     date_value = date if date is not None else response_time
@@ -167,7 +192,7 @@ def judge(status: int, headers: CIMultiDict[str], request_time: float, response_
     return Facts(
         lifetime=_lifetime(
             status, headers, cc, date_value, last_modified, response_time, heuristics
-        ),  # fmt: skip
+        ),
         initial_age=initial_age,
         no_cache="no-cache" in cc and not cc["no-cache"],
         no_stale=any(d in cc for d in ("must-revalidate", "proxy-revalidate", "s-maxage")),

@@ -58,8 +58,11 @@ class RedisStore:
         self._paused_until = time.monotonic() + OUTAGE_PAUSE
         if not self._down:
             self._down = True
-            log.warning("redis at %s unavailable (%s); caching is off until it answers",
-                        self.url, self.last_error)  # fmt: skip
+            log.warning(
+                "redis at %s unavailable (%s); caching is off until it answers",
+                self.url,
+                self.last_error,
+            )
 
     def _succeeded(self) -> None:
         if self._down:

@@ -48,8 +48,12 @@ from gateway.routing import RouteMatch
 GOING_AWAY = 1001  # RFC 6455 §7.4.1: an endpoint going away, here: idle for too long
 # The handshake's own headers: aiohttp writes a fresh key, version and protocol list for
 # the upstream side; the client's belong to the client's side of the handshake.
-HANDSHAKE = ("sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
-             "sec-websocket-protocol")  # fmt: skip
+HANDSHAKE = (
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-extensions",
+    "sec-websocket-protocol",
+)
 
 WebSocket = web.WebSocketResponse | ClientWebSocketResponse
 

@@ -123,8 +123,10 @@ class KeyRing:
         if presented.startswith(PREFIX):
             return "starts with gwk_ but is not a whole gwk_ key"
         if not _importable(presented):
-            return (f"neither a gwk_ key nor a possible imported key ({MIN_IMPORTED}-"
-                    f"{MAX_IMPORTED} printable characters)")  # fmt: skip
+            return (
+                f"neither a gwk_ key nor a possible imported key ({MIN_IMPORTED}-"
+                f"{MAX_IMPORTED} printable characters)"
+            )
         return "not a gwk_ key, and no imported key has its hash"
 
 
@@ -141,6 +143,8 @@ def importable_problem(key: str) -> str | None:
     if KEY.fullmatch(key):
         return "this is a gwk_ key already: use its id (the 8 characters after gwk_)"
     if not _importable(key):
-        return (f"an imported key must be {MIN_IMPORTED} to {MAX_IMPORTED} printable ASCII"
-                " characters without spaces")  # fmt: skip
+        return (
+            f"an imported key must be {MIN_IMPORTED} to {MAX_IMPORTED} printable ASCII"
+            " characters without spaces"
+        )
     return None

@@ -36,15 +36,33 @@ from aiohttp import web
 # Lower case, with "-": a client's header is compared after `_` -> `-` (see above).
 SPOOFABLE_PREFIXES = ("x-consumer-", "x-authenticated-", "x-credential-")
 # Names other proxies set for "the authenticated user", which upstreams behind them trust.
-STRIPPED_NAMES = frozenset({
-    "x-user-id", "x-user", "x-user-email", "x-user-name", "x-user-groups",
-    "x-auth-user", "x-auth-subject", "x-auth-email", "x-auth-groups",
-    "x-auth-request-user", "x-auth-request-email", "x-auth-request-preferred-username",
-    "x-auth-request-groups", "x-auth-request-access-token",
-    "x-forwarded-user", "x-forwarded-email", "x-forwarded-preferred-username",
-    "x-forwarded-groups", "x-forwarded-access-token",
-    "x-remote-user", "remote-user", "x-remote-groups", "x-webauth-user",
-})  # fmt: skip
+STRIPPED_NAMES = frozenset(
+    {
+        "x-user-id",
+        "x-user",
+        "x-user-email",
+        "x-user-name",
+        "x-user-groups",
+        "x-auth-user",
+        "x-auth-subject",
+        "x-auth-email",
+        "x-auth-groups",
+        "x-auth-request-user",
+        "x-auth-request-email",
+        "x-auth-request-preferred-username",
+        "x-auth-request-groups",
+        "x-auth-request-access-token",
+        "x-forwarded-user",
+        "x-forwarded-email",
+        "x-forwarded-preferred-username",
+        "x-forwarded-groups",
+        "x-forwarded-access-token",
+        "x-remote-user",
+        "remote-user",
+        "x-remote-groups",
+        "x-webauth-user",
+    }
+)
 
 CONSUMER_ID = "X-Consumer-ID"
 CONSUMER_NAME = "X-Consumer-Username"
@@ -71,8 +89,12 @@ class Identity:
 
     def headers(self) -> list[tuple[str, str]]:
         """The identity headers, in a fixed order."""
-        pairs = [(CONSUMER_ID, self.consumer_id), (CONSUMER_NAME, self.name),
-                 (SUBJECT, self.subject), (CREDENTIAL, self.credential)]  # fmt: skip
+        pairs = [
+            (CONSUMER_ID, self.consumer_id),
+            (CONSUMER_NAME, self.name),
+            (SUBJECT, self.subject),
+            (CREDENTIAL, self.credential),
+        ]
         if self.groups:
             pairs.append((CONSUMER_GROUPS, ",".join(self.groups)))
         if self.scopes:

@@ -36,7 +36,7 @@ from typing import Any
 
 from aiohttp import ClientError, ClientSession, ClientTimeout
 
-from gateway.cache.directives import delta_seconds, parse_directives
+from gateway.cachecontrol import delta_seconds, parse_directives
 
 from .keys import KeyProblem, VerifyKey, from_jwk
 from .tokens import Invalid
@@ -132,8 +132,10 @@ class RemoteKeys:
         if key is None:
             if not self.loaded:
                 raise KeysUnavailable(f"issuer {self.name}: no keys yet ({self.last_error})")
-            raise Invalid(f"no key for kid {kid!r} and {alg} (refetched at most every"
-                          f" {self.refetch_interval:g} s)")  # fmt: skip
+            raise Invalid(
+                f"no key for kid {kid!r} and {alg} (refetched at most every"
+                f" {self.refetch_interval:g} s)"
+            )
         return key
 
     async def _refresh(self) -> None:
@@ -160,15 +162,20 @@ class RemoteKeys:
             self.failures_in_a_row += 1
             self.last_error = f"{type(exc).__name__}: {exc}"[:300]
             self.expires = self.clock() + self._retry_after_failure()
-            log.warning("issuer %s: key fetch failed (%s); keeping %d keys", self.name,
-                        self.last_error, len(self.keys))  # fmt: skip
+            log.warning(
+                "issuer %s: key fetch failed (%s); keeping %d keys",
+                self.name,
+                self.last_error,
+                len(self.keys),
+            )
             return
         self.keys, self.loaded, self.last_error = keys, True, None
         self.failures_in_a_row = 0
         ttl = self.ttl if max_age is None else max_age
         self.expires = self.clock() + min(max(ttl, self.refetch_interval), self.max_ttl)
-        log.info("issuer %s: %d keys (%s)", self.name, len(keys),
-                 ", ".join(str(k.kid) for k in keys))  # fmt: skip
+        log.info(
+            "issuer %s: %d keys (%s)", self.name, len(keys), ", ".join(str(k.kid) for k in keys)
+        )
 
     def _retry_after_failure(self) -> float:
         """Seconds until the next fetch may be tried. With keys held, `refetch_interval`:
@@ -221,8 +228,12 @@ class RemoteKeys:
                     raise KeyProblem("not a JSON object")
                 keys.append(from_jwk(entry))
             except KeyProblem as exc:  # one odd key must not cost the issuer all the others
-                log.warning("issuer %s: key %r skipped: %s", self.name,
-                            entry.get("kid") if isinstance(entry, dict) else None, exc)  # fmt: skip
+                log.warning(
+                    "issuer %s: key %r skipped: %s",
+                    self.name,
+                    entry.get("kid") if isinstance(entry, dict) else None,
+                    exc,
+                )
         return keys
 
     def snapshot(self) -> dict[str, object]:

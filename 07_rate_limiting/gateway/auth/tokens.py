@@ -98,8 +98,9 @@ def _no_constants(name: str) -> None:
 def _json(part: str, what: str) -> dict[str, Any]:
     raw = _b64(part, what)
     try:
-        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates,
-                           parse_constant=_no_constants)  # fmt: skip
+        value = json.loads(
+            raw.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constants
+        )
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise Invalid(f"{what}: not a UTF-8 JSON object") from None
     if not isinstance(value, dict):

@@ -94,8 +94,9 @@ def sliding_window(
         return Outcome(False, 0, window - elapsed, max(retry, 1.0), None, 0.0)
     current += 1
     remaining = math.floor(requests - (previous * weight + current) + EPSILON)
-    return Outcome(True, max(remaining, 0), window - elapsed, 0.0, (index, current, previous),
-                   2 * window)  # fmt: skip
+    return Outcome(
+        True, max(remaining, 0), window - elapsed, 0.0, (index, current, previous), 2 * window
+    )
 
 
 def strict_window(
@@ -135,12 +136,16 @@ def fixed_window(
     count = state[1] if state is not None and state[0] == index else 0
     if count + 1 > requests:
         return Outcome(False, 0, window - elapsed, window - elapsed, None, 0.0)
-    return Outcome(True, requests - count - 1, window - elapsed, 0.0, (index, count + 1),
-                   window - elapsed)  # fmt: skip
+    return Outcome(
+        True, requests - count - 1, window - elapsed, 0.0, (index, count + 1), window - elapsed
+    )
 
 
 # Each takes its own state's shape (a float, a tuple): Any here, where the store keeps it.
 Decide = Callable[[Any, float, int, float], Outcome]
-DECIDE: dict[str, Decide] = {"strict_window": strict_window, "gcra": gcra,
-                             "sliding_window": sliding_window,
-                             "fixed_window": fixed_window}  # fmt: skip
+DECIDE: dict[str, Decide] = {
+    "strict_window": strict_window,
+    "gcra": gcra,
+    "sliding_window": sliding_window,
+    "fixed_window": fixed_window,
+}

@@ -34,8 +34,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from gateway.cache.config import RedisConfig
 from gateway.headers import TOKEN
+from gateway.redisconfig import RedisConfig
 from gateway.validation import Seconds, Strict
 
 # fixed_window is here for ratelimit-bench, to show its edge burst; the gateway warns at
@@ -68,7 +68,7 @@ class LimitConfig(Strict):
 
 
 class RedisLimitConfig(RedisConfig):
-    """[rate_limit.redis]: the cache's [cache.redis] (url, timeout), its own key prefix."""
+    """[rate_limit.redis]: the settings [cache.redis] has (url, timeout), its own prefix."""
 
     prefix: str = "gateway:rl:"
 
@@ -147,11 +147,19 @@ class LimitPolicy:
     failure_mode: str
 
     @classmethod
-    def resolve(cls, scope: str, defaults: RateLimitConfig, route: RouteRateLimit | None
-                ) -> LimitPolicy | None:  # fmt: skip
+    def resolve(
+        cls, scope: str, defaults: RateLimitConfig, route: RouteRateLimit | None
+    ) -> LimitPolicy | None:
         if route is None or not (route.limits or route.concurrency):
             return None
-        limits = tuple(Limit(c.name, c.requests, c.window * 1000, c.algorithm,
-                             tuple(sorted(c.plans.items()))) for c in route.limits)  # fmt: skip
-        return cls(scope, limits, route.concurrency, route.key or defaults.key,
-                   route.failure_mode or defaults.failure_mode)  # fmt: skip
+        limits = tuple(
+            Limit(c.name, c.requests, c.window * 1000, c.algorithm, tuple(sorted(c.plans.items())))
+            for c in route.limits
+        )
+        return cls(
+            scope,
+            limits,
+            route.concurrency,
+            route.key or defaults.key,
+            route.failure_mode or defaults.failure_mode,
+        )

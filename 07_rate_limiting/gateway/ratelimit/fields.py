@@ -22,8 +22,10 @@ from .config import Limit
 
 def policy_field(limits: Sequence[tuple[Limit, int]]) -> str:
     """`limits`: each limit with the requests it grants this caller (its plan's)."""
-    return ", ".join(f'"{limit.name}";q={requests};w={max(1, math.ceil(limit.window_ms / 1000))}'
-                     for limit, requests in limits)  # fmt: skip
+    return ", ".join(
+        f'"{limit.name}";q={requests};w={max(1, math.ceil(limit.window_ms / 1000))}'
+        for limit, requests in limits
+    )
 
 
 def state_field(limits: Sequence[Limit], outcomes: Sequence[Outcome]) -> str:
@@ -31,5 +33,6 @@ def state_field(limits: Sequence[Limit], outcomes: Sequence[Outcome]) -> str:
         o = outcomes[0]
         return f'"{limits[0].name}";r={o.remaining};t={math.ceil(o.reset_ms / 1000)}'
     pairs = sorted(zip(limits, outcomes, strict=True), key=lambda p: p[1].remaining)
-    return ", ".join(f'"{limit.name}";r={o.remaining};t={math.ceil(o.reset_ms / 1000)}'
-                     for limit, o in pairs)  # fmt: skip
+    return ", ".join(
+        f'"{limit.name}";r={o.remaining};t={math.ceil(o.reset_ms / 1000)}' for limit, o in pairs
+    )

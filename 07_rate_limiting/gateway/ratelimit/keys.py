@@ -43,8 +43,12 @@ class ClientAddress:
         peer = request.remote or "-"
         if not self.trusted or not self._is_trusted(peer):
             return peer
-        hops = [h.strip() for line in request.headers.getall("X-Forwarded-For", [])
-                for h in line.split(",") if h.strip()]  # fmt: skip
+        hops = [
+            h.strip()
+            for line in request.headers.getall("X-Forwarded-For", [])
+            for h in line.split(",")
+            if h.strip()
+        ]
         for hop in reversed(hops):
             if not self._is_trusted(hop):
                 return hop

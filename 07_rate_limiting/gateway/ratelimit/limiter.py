@@ -92,8 +92,9 @@ class Limiter:
         self.config = config
         self.store = store
         # While a shared store is down, each process limits on its own (fallback = true).
-        self.fallback = (MemoryStore(config.max_keys)
-                         if config.fallback and store.name != "memory" else None)  # fmt: skip
+        self.fallback = (
+            MemoryStore(config.max_keys) if config.fallback and store.name != "memory" else None
+        )
         self.addresses = ClientAddress(config.trusted_proxies)
         self.counts: Counter[str] = Counter()
         self.refusals = RefusalLog()
@@ -140,8 +141,9 @@ class Limiter:
         if fields is not None and "RateLimit" not in response.headers:
             response.headers["RateLimit-Policy"], response.headers["RateLimit"] = fields
 
-    async def _check(self, request: web.Request, policy: LimitPolicy, who: str
-                     ) -> tuple[str, str] | None:  # fmt: skip
+    async def _check(
+        self, request: web.Request, policy: LimitPolicy, who: str
+    ) -> tuple[str, str] | None:
         identity = request.get(IDENTITY)
         plan = identity.plan if identity is not None else ""
         made = self._granted.get((policy.scope, plan))
@@ -156,14 +158,16 @@ class Limiter:
             return None  # failed open: no counts to show
         refused = not all(o.allowed for o in outcomes)
         if refused:  # nothing was counted: the limits with room still have it all
-            outcomes = [replace(o, remaining=o.remaining + 1) if o.allowed else o
-                        for o in outcomes]  # fmt: skip
+            outcomes = [replace(o, remaining=o.remaining + 1) if o.allowed else o for o in outcomes]
         fields = (policy_value, state_field(policy.limits, outcomes))
         if refused:
             self.counts["limited"] += 1
             wait = max(o.retry_ms for o in outcomes if not o.allowed)
-            tight = ", ".join(limit.name for limit, o in zip(policy.limits, outcomes, strict=True)
-                              if not o.allowed)  # fmt: skip
+            tight = ", ".join(
+                limit.name
+                for limit, o in zip(policy.limits, outcomes, strict=True)
+                if not o.allowed
+            )
             error = TooManyRequests(
                 f"over the {tight} limit; try again in {math.ceil(wait / 1000)} s"
             )
@@ -177,8 +181,9 @@ class Limiter:
             request[FIELDS] = fields
         return fields
 
-    async def _decide(self, policy: LimitPolicy, keys: Sequence[str],
-                      args: Sequence[tuple[str, int, float]]) -> list[Outcome] | None:  # fmt: skip
+    async def _decide(
+        self, policy: LimitPolicy, keys: Sequence[str], args: Sequence[tuple[str, int, float]]
+    ) -> list[Outcome] | None:
         try:
             return await self.store.hit(keys, args)
         except StoreUnavailable:
@@ -206,8 +211,9 @@ class Limiter:
             raise error
         return token, store
 
-    async def _degraded(self, policy: LimitPolicy, ask: Callable[[Store], Awaitable[T]]
-                        ) -> T | None:  # fmt: skip
+    async def _degraded(
+        self, policy: LimitPolicy, ask: Callable[[Store], Awaitable[T]]
+    ) -> T | None:
         """Redis trouble: the route's failure mode, or the local fallback's answer to `ask`;
         None when the route fails open without a fallback."""
         self.counts["store_unavailable"] += 1
@@ -222,8 +228,11 @@ class Limiter:
         return None
 
     def snapshot(self) -> dict[str, object]:
-        return {"counts": dict(self.counts), "store": self.store.stats(),
-                "fallback": None if self.fallback is None else self.fallback.stats()}  # fmt: skip
+        return {
+            "counts": dict(self.counts),
+            "store": self.store.stats(),
+            "fallback": None if self.fallback is None else self.fallback.stats(),
+        }
 
     async def start(self) -> None:
         await self.store.start()

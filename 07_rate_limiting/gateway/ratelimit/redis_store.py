@@ -177,17 +177,22 @@ return 1
 class RedisStore:
     name = "redis"
 
-    def __init__(self, url: str, *, timeout: float, prefix: str, failures: int,
-                 open_for: float) -> None:  # fmt: skip
+    def __init__(
+        self, url: str, *, timeout: float, prefix: str, failures: int, open_for: float
+    ) -> None:
         self.url, self.prefix = url, prefix
         # A bounded pool that callers wait for: 2,000 requests at once must not become
         # 2,000 connections to Redis (each a TCP handshake and a HELLO, under the same
         # 50 ms). Waiting for a free connection is the gateway's own queue, not Redis
         # trouble, and has its own bound.
         pool = BlockingConnectionPool.from_url(
-            url, max_connections=POOL_SIZE, timeout=POOL_WAIT, socket_timeout=timeout,
-            socket_connect_timeout=timeout, retry_on_timeout=False,
-        )  # fmt: skip
+            url,
+            max_connections=POOL_SIZE,
+            timeout=POOL_WAIT,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry_on_timeout=False,
+        )
         self._redis = Redis.from_pool(pool)  # owns the pool: closed with it
         self._shas: dict[str, str] = {}
         self.failures_to_open, self.open_for = failures, open_for
@@ -204,8 +209,11 @@ class RedisStore:
             for script in (DECIDE, ACQUIRE):
                 self._shas[script] = await self._redis.script_load(script)
         except (RedisError, OSError) as exc:
-            log.warning("redis at %s not ready at start-up (%s): limits will try it per"
-                        " request", self.url, exc)  # fmt: skip
+            log.warning(
+                "redis at %s not ready at start-up (%s): limits will try it per request",
+                self.url,
+                exc,
+            )
 
     async def _call(
         self, script: str, keys: Sequence[str], args: Sequence[str | int | float]
@@ -228,8 +236,12 @@ class RedisStore:
             self.last_error = f"{type(exc).__name__}: {exc}"[:200]
             if self.consecutive >= self.failures_to_open:
                 if self.open_until <= time.monotonic():
-                    log.warning("redis at %s: %s; not asked for %.1f s", self.url,
-                                self.last_error, self.open_for)  # fmt: skip
+                    log.warning(
+                        "redis at %s: %s; not asked for %.1f s",
+                        self.url,
+                        self.last_error,
+                        self.open_for,
+                    )
                 self.open_until = time.monotonic() + self.open_for
             raise StoreUnavailable(self.last_error) from None
         if self.consecutive >= self.failures_to_open:
@@ -237,8 +249,9 @@ class RedisStore:
         self.consecutive = 0
         return result
 
-    async def hit(self, keys: Sequence[str], limits: Sequence[tuple[str, int, float]]
-                  ) -> list[Outcome]:  # fmt: skip
+    async def hit(
+        self, keys: Sequence[str], limits: Sequence[tuple[str, int, float]]
+    ) -> list[Outcome]:
         args: list[str | int | float] = [len(limits)]
         for algorithm, requests, window in limits:
             args += [algorithm, requests, window]
@@ -246,9 +259,17 @@ class RedisStore:
         self.decisions += 1
         # the type ignore below: the script returns a list of integers
         values = [int(v) for v in raw]  # type: ignore[attr-defined]
-        return [Outcome(bool(values[i]), values[i + 1], float(values[i + 2]),
-                        float(values[i + 3]), None, 0.0)
-                for i in range(0, len(values), 4)]  # fmt: skip
+        return [
+            Outcome(
+                bool(values[i]),
+                values[i + 1],
+                float(values[i + 2]),
+                float(values[i + 3]),
+                None,
+                0.0,
+            )
+            for i in range(0, len(values), 4)
+        ]
 
     async def acquire(self, key: str, most: int, lease_ms: float, token: str) -> bool:
         return bool(await self._call(ACQUIRE, [self.prefix + key], [most, lease_ms, token]))
@@ -267,10 +288,15 @@ class RedisStore:
         return int(await self._redis.delete(*keys)) if keys else 0
 
     def stats(self) -> dict[str, object]:
-        return {"store": "redis", "url": self.url, "decisions": self.decisions,
-                "errors": self.errors, "script_reloads": self.reloads,
-                "breaker": "open" if time.monotonic() < self.open_until else "closed",
-                "last_error": self.last_error}  # fmt: skip
+        return {
+            "store": "redis",
+            "url": self.url,
+            "decisions": self.decisions,
+            "errors": self.errors,
+            "script_reloads": self.reloads,
+            "breaker": "open" if time.monotonic() < self.open_until else "closed",
+            "last_error": self.last_error,
+        }
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -28,8 +28,9 @@ class StoreUnavailable(Exception):
 class Store(Protocol):
     name: str
 
-    async def hit(self, keys: Sequence[str], limits: Sequence[tuple[str, int, float]]
-                  ) -> list[Outcome]: ...  # fmt: skip
+    async def hit(
+        self, keys: Sequence[str], limits: Sequence[tuple[str, int, float]]
+    ) -> list[Outcome]: ...
 
     async def acquire(self, key: str, most: int, lease_ms: float, token: str) -> bool: ...
 
@@ -58,8 +59,9 @@ class MemoryStore:
     def now_ms(self) -> float:
         return self.clock() * 1000
 
-    async def hit(self, keys: Sequence[str], limits: Sequence[tuple[str, int, float]]
-                  ) -> list[Outcome]:  # fmt: skip
+    async def hit(
+        self, keys: Sequence[str], limits: Sequence[tuple[str, int, float]]
+    ) -> list[Outcome]:
         """Every limit's answer; the states change only if all of them admit the request."""
         now = self.now_ms()
         self._expire(now)
@@ -107,8 +109,13 @@ class MemoryStore:
         return len(gone)
 
     def stats(self) -> dict[str, object]:
-        return {"store": "memory", "keys": len(self.states), "max_keys": self.max_keys,
-                "evicted": self.evicted, "in_flight_keys": len(self.in_flight)}  # fmt: skip
+        return {
+            "store": "memory",
+            "keys": len(self.states),
+            "max_keys": self.max_keys,
+            "evicted": self.evicted,
+            "in_flight_keys": len(self.in_flight),
+        }
 
     async def start(self) -> None:
         pass
