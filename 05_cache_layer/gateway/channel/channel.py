@@ -143,6 +143,12 @@ class Channel:
                 finally:
                     if retries:
                         self.budget.release()  # this retry is no longer in flight
+                # Retry or not, asked in the order Envoy's router filter asks it: is this
+                # outcome a retry condition at all (a 503 on an idempotent method, a refused
+                # connection on any), is a try left, does the wait fit the deadline, and
+                # only then, may the budget spare one. The budget is shared by every request
+                # of the gateway, so it is asked last: a denial is counted only for a retry
+                # that would really have gone out.
                 lease, method = outcome.lease, request.method
                 answer = outcome.response
                 if answer is not None:
@@ -164,6 +170,9 @@ class Channel:
                     failed = outcome.failure
                     assert failed is not None
                     lease.report(None)
+                    # A try cut short by the route's deadline ends the request: there is no
+                    # time left for another, and the client gets the 504 that says which
+                    # limit passed (a try's own timeout may be retried, if `on` lists it).
                     if outcome.deadline_passed:
                         lease.release()
                         raise DeadlineExceeded(
@@ -178,6 +187,9 @@ class Channel:
                     if wait is None or not self.budget.try_acquire():
                         lease.release()
                         raise failed.problem()
+                # The failed target is let go before the backoff: a retry asleep is no load
+                # on it (least-connections counts the leases in flight). The request keeps
+                # its bulkhead place and its retry counts as in flight: it is coming.
                 lease.release()
                 retries += 1
                 try:

@@ -64,6 +64,9 @@ for i = 1, n do
       reset, value, ttl = new_tat - now, string.format('%.3f', new_tat), new_tat - now
     end
   elseif algorithm == 'strict_window' then
+    -- The state is one string, 'index:c1,...,c11': the current bucket's number and the
+    -- counts of the 11 buckets a window ending now can reach, oldest first. Moving to a
+    -- later bucket shifts the counts left; buckets that fell out of every window drop off.
     local slots = 10
     local width = window / slots
     local index = math.floor(now / width)
