@@ -22,7 +22,7 @@ import logging
 import time
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 log = logging.getLogger("gateway.access")
 
@@ -32,20 +32,26 @@ UPSTREAM = web.RequestKey("upstream", str)  # set by the app once a route is cho
 CLIENT_CLOSED = 499
 
 
-@web.middleware
-async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    start = time.perf_counter()
-    status = CLIENT_CLOSED
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    finally:
-        log.info(
-            "%s %s %d upstream=%s %.2fms",
-            request.method,
-            request.raw_path,
-            status,
-            request.get(UPSTREAM, "-"),
-            (time.perf_counter() - start) * 1000,
-        )
+def access_log_middleware() -> Middleware:
+    """The middleware. A factory, like the others in the chain: a later stage gives it an
+    option (06: query parameters whose values are not logged) without re-indenting it."""
+
+    @web.middleware
+    async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+        start = time.perf_counter()
+        status = CLIENT_CLOSED
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        finally:
+            log.info(
+                "%s %s %d upstream=%s %.2fms",
+                request.method,
+                request.raw_path,
+                status,
+                request.get(UPSTREAM, "-"),
+                (time.perf_counter() - start) * 1000,
+            )
+
+    return access_log

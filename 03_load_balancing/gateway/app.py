@@ -130,7 +130,7 @@ def build_app(config: GatewayConfig) -> web.Application:
 
     middlewares: list[Middleware] = [request_id_middleware]
     if config.server.access_log:
-        middlewares.append(access_log_middleware)
+        middlewares.append(access_log_middleware())
     middlewares.append(problem_middleware)
     middlewares.append(head_limits_middleware(config.server.max_header_bytes))
     middlewares.append(routing_middleware(router, gateway.handle))

@@ -113,12 +113,12 @@ class Authenticator:
         # An API key's identity never changes: built once, not per request.
         self.key_identities = {
             k.id: Identity(
-                c.id,
-                c.name or c.id,
-                c.id,
-                frozenset(c.scopes),
-                tuple(c.groups),
-                f"key:{k.id}",
+                consumer_id=c.id,
+                name=c.name or c.id,
+                subject=c.id,
+                scopes=frozenset(c.scopes),
+                groups=tuple(c.groups),
+                credential=f"key:{k.id}",
                 plan=c.plan,
             )
             for c in consumers
@@ -305,17 +305,26 @@ class Authenticator:
         consumer = self.by_subject.get(f"{issuer.name}:{sub}")
         if consumer is not None:
             return Identity(
-                consumer.id,
-                consumer.name or consumer.id,
-                sub,
-                scopes,
-                tuple(consumer.groups),
-                credential,
-                iss,
-                expires,
-                consumer.plan,
+                consumer_id=consumer.id,
+                name=consumer.name or consumer.id,
+                subject=sub,
+                scopes=scopes,
+                groups=tuple(consumer.groups),
+                credential=credential,
+                issuer=iss,
+                expires=expires,
+                plan=consumer.plan,
             )
-        return Identity(f"{issuer.name}:{sub}", sub, sub, scopes, (), credential, iss, expires)
+        return Identity(
+            consumer_id=f"{issuer.name}:{sub}",
+            name=sub,
+            subject=sub,
+            scopes=scopes,
+            groups=(),
+            credential=credential,
+            issuer=iss,
+            expires=expires,
+        )
 
     # --- what goes upstream ----------------------------------------------------------------
 
