@@ -178,9 +178,9 @@ class CircuitBreaker:
     def reset(self) -> None:
         """Every breaker closed and its history forgotten: an operator's word that the
         upstream is fixed (POST /upstreams/NAME/reset), instead of waiting out open_for
-        and a probe. HAProxy's `set server ... state ready` and Envoy's outlier
-        `uneject` (via a restart) are the same lever; a reset to a still-broken target
-        only costs the failures it takes to open again."""
+        and a probe. HAProxy's runtime API has the same lever (`set server ... state
+        ready`); Envoy has none, an ejection runs its course. A reset to a still-broken
+        target only costs the failures it takes to open again."""
         for target in self.targets:
             health = target.health
             health.circuit, health.admit, health.open_until = CLOSED, None, None
