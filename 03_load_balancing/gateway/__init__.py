@@ -4,8 +4,9 @@
 `python -m gateway --config gateway.toml` starts it. The modules, in the order a request
 meets them:
 
-- `server.py`     listening socket(s), worker processes, signals, graceful shutdown
-- `app.py`        the aiohttp application: lifecycle, the middleware chain, the handler
+- `server.py`     listening socket(s), the admin socket, workers, signals, shutdown
+- `app.py`        the aiohttp applications: lifecycle, the middleware chain, the handler
+- `admin.py`      the admin listener: health, upstreams, breakers, as JSON
 - `requestid.py`  X-Request-ID: kept or generated, and stamped on every log line
 - `accesslog.py`  one line per request
 - `errors.py`     every error the gateway itself produces, as application/problem+json
@@ -14,7 +15,7 @@ meets them:
                   the routing middleware
 - `trie.py`       the radix trie: priority, backtracking, 405 (built by `trie_build.py`)
 - `patterns.py`   route patterns (`/users/{id}`, `{rest:path}`) and rewrite templates
-- `balancing/`    upstream pools: strategies, the hash ring, active and passive health
+- `balancing/`    upstream pools: strategies, the hash ring, active health, breakers
 - `proxy.py`      one request to one upstream: `open` it, then `relay` the answer
 - `headers.py`    hop-by-hop headers, X-Forwarded-* / Forwarded, Via
 - `config.py`     gateway.toml, validated, with errors that name the key

@@ -2,6 +2,8 @@
 
     --host H / --port P        listen address (default: [server] in the config)
     --fd N                     serve on an inherited listening socket instead of binding
+    --admin-fd N               the admin listener on an inherited socket (default: bind
+                               [admin] host and port)
     --workers N                N processes on one port (see workers.py)
     --access-log / --no-access-log   override [server] access_log
     --check                    validate the config file and exit
@@ -16,6 +18,7 @@ import argparse
 import asyncio
 import errno
 import logging
+import socket
 import sys
 from functools import partial
 from pathlib import Path
@@ -24,7 +27,7 @@ from rich.console import Console
 from rich.text import Text
 
 import gateway
-from gateway.app import build_app
+from gateway.app import build_apps
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.requestid import RequestIdFilter
 from gateway.server import bind_socket, inherited_socket, serve
@@ -50,6 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", help="listen address (default: [server] host)")
     parser.add_argument("--port", type=int, help="listen port (default: [server] port)")
     parser.add_argument("--fd", type=int, help="serve on this inherited listening socket")
+    parser.add_argument("--admin-fd", type=int, help="the admin listener's inherited socket")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument(
         "--access-log",
@@ -103,9 +107,18 @@ def with_overrides(config: GatewayConfig, args: argparse.Namespace) -> GatewayCo
 def worker_argv(args: argparse.Namespace, config: GatewayConfig) -> list[str]:
     argv = ["--config", args.config, "--workers", "1"]
     argv.append("--access-log" if config.server.access_log else "--no-access-log")
+    if args.admin_fd is not None:
+        argv += ["--admin-fd", str(args.admin_fd)]
     if args.fd is not None:
         return [*argv, "--fd", str(args.fd)]
     return [*argv, "--host", config.server.host, "--port", str(config.server.port), "--reuse-port"]
+
+
+def listen(fd: int | None, host: str, port: int, reuse_port: bool) -> socket.socket:
+    """An inherited socket (`--fd`, `--admin-fd`) or a new one on host:port."""
+    return (
+        inherited_socket(fd) if fd is not None else bind_socket(host, port, reuse_port=reuse_port)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,25 +134,27 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging()
     if args.workers > 1:
-        return supervise(
-            args.workers, worker_argv(args, config), pass_fds=() if args.fd is None else (args.fd,)
-        )
+        inherited = tuple(fd for fd in (args.fd, args.admin_fd) if fd is not None)
+        return supervise(args.workers, worker_argv(args, config), pass_fds=inherited)
 
-    server = config.server
-    try:
-        if args.fd is not None:
-            sock = inherited_socket(args.fd)
-        else:
-            sock = bind_socket(server.host, server.port, reuse_port=args.reuse_port)
-    except OSError as exc:
-        where = f"--fd {args.fd}" if args.fd is not None else f"{server.host}:{server.port}"
-        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-        print_error(f"cannot listen on {where}: {reason or exc}")
-        return 2
+    server, admin = config.server, config.admin
+    sockets = []
+    for fd, host, port in (
+        (args.fd, server.host, server.port),
+        (args.admin_fd, admin.host, admin.port),
+    ):
+        try:
+            sockets.append(listen(fd, host, port, args.reuse_port))
+        except OSError as exc:
+            where = f"fd {fd}" if fd is not None else f"{host}:{port}"
+            reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            print_error(f"cannot listen on {where}: {reason or exc}")
+            return 2
+    sock, admin_sock = sockets
 
     for route in config.routes:
         log.info("route %s", route.describe())
-    app = build_app(config)
+    app, admin_app = build_apps(config)
     loop_factory = uvloop.new_event_loop if uvloop is not None else None
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(
@@ -149,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                 shutdown_timeout=server.shutdown_timeout,
                 header_timeout=server.header_timeout,
                 ready=None if args.ready_fd is None else partial(wait_for_siblings, args.ready_fd),
+                admin=(admin_app, admin_sock),
             )
         )
     return 0

@@ -1,10 +1,11 @@
-"""The aiohttp application: its lifecycle, the middleware chain, and the proxy handler.
+"""The aiohttp applications: the public one with its middleware chain and handler, and
+the admin one (gateway/admin.py) beside it, on a socket of its own.
 
 A request meets, in order:
 
     request id -> (access log) -> problem errors -> head limits -> route -> handler: balance, proxy
 
-Every arrow before the handler is an aiohttp middleware (the list in `build_app`), and
+Every arrow before the handler is an aiohttp middleware (the list in `build_apps`), and
 the response travels back through the same ones. A later stage adds its concern as one
 more line in that list, after routing, so that it can read the matched route: auth, rate
 limiting and the cache are middlewares. What happens on the way to the upstream (choosing
@@ -22,30 +23,20 @@ matched and every later step agrees on which route a request belongs to.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 
 from aiohttp import ClientSession, DummyCookieJar, web
-from aiohttp.typedefs import Handler, Middleware
+from aiohttp.typedefs import Middleware
 
 from gateway.accesslog import UPSTREAM, access_log_middleware
+from gateway.admin import build_admin_app
 from gateway.balancing import NoHealthyTarget, Upstreams
 from gateway.config import GatewayConfig
-from gateway.errors import NoHealthyUpstream, problem_middleware, problem_response
+from gateway.errors import NoHealthyUpstream, problem_middleware
 from gateway.limits import head_limits_middleware
 from gateway.proxy import Proxy, UpstreamError, UpstreamRequest
 from gateway.requestid import request_id_middleware
 from gateway.routing import ROUTE, Router, routing_middleware
-
-# The gateway's own endpoint, answered without routing: no route can shadow it, and it
-# says "this process is up and serving", nothing about the upstreams. Production gateways
-# keep such endpoints on a separate admin port (Envoy's admin listener, Kong's Admin API,
-# Traefik's ping on its own entry point) so they are never reachable from the internet.
-HEALTH_PATH = "/_gateway/health"
-# Every pool's targets and their health, as JSON: what `make lb-chaos` draws, and what an
-# operator asks first during an incident. It shows target addresses, which is one more
-# reason such endpoints belong on an admin port (Envoy: /clusters on the admin listener).
-UPSTREAMS_PATH = "/_gateway/upstreams"
 
 
 class Gateway:
@@ -77,7 +68,7 @@ class Gateway:
             # the status once the body went through, None when the server gave no
             # (complete) answer. A client that leaves (the relay raises) or whose own body
             # broke (BadRequest) reports nothing: that says nothing about the server.
-            # Stage 04's retries and circuit breakers sit right next to these two lines.
+            # Stage 04's retries sit right next to these two lines.
             try:
                 upstream_response = await self.proxy.open(upstream_request)
             except UpstreamError as failure:
@@ -88,41 +79,8 @@ class Gateway:
             return relayed.response
 
 
-async def health(request: web.Request) -> web.Response:
-    if request.method not in ("GET", "HEAD"):
-        return get_only(HEALTH_PATH)
-    # The pid tells which worker answered (python -m gateway --workers N).
-    return web.json_response({"status": "ok", "pid": os.getpid()})
-
-
-def get_only(path: str) -> web.Response:
-    response = problem_response(
-        405, "Method Not Allowed", f"{path} answers GET and HEAD only", instance=path
-    )
-    response.headers["Allow"] = "GET, HEAD"  # RFC 9110 §15.5.6: a 405 must say
-    return response
-
-
-def upstreams_view(upstreams: Upstreams) -> Handler:
-    """GET /_gateway/upstreams: {name: {strategy, targets: [state of each target]}}.
-
-    One worker's view: with --workers N every process balances, counts and ejects on
-    its own (see ARCHITECTURE.md), and this answers for whichever worker got the request.
-    """
-
-    async def view(request: web.Request) -> web.Response:
-        if request.method not in ("GET", "HEAD"):
-            return get_only(UPSTREAMS_PATH)
-        body = {
-            pool.name: {"strategy": pool.strategy.name, "targets": pool.snapshot()}
-            for pool in upstreams
-        }
-        return web.json_response({"pid": os.getpid(), "upstreams": body})
-
-    return view
-
-
-def build_app(config: GatewayConfig) -> web.Application:
+def build_apps(config: GatewayConfig) -> tuple[web.Application, web.Application]:
+    """(the public application, the admin application), sharing one set of pools."""
     proxy = Proxy(config.connections)
     router = Router.from_config(config.routes, config.timeouts)
     upstreams = Upstreams.from_config(config.pools())
@@ -133,7 +91,7 @@ def build_app(config: GatewayConfig) -> web.Application:
         middlewares.append(access_log_middleware())
     middlewares.append(problem_middleware)
     middlewares.append(head_limits_middleware(config.server.max_header_bytes))
-    middlewares.append(routing_middleware(router, gateway.handle))
+    middlewares.append(routing_middleware(router))
 
     app = web.Application(middlewares=middlewares)
 
@@ -152,9 +110,7 @@ def build_app(config: GatewayConfig) -> web.Application:
         await proxy.close()
 
     app.cleanup_ctx.append(upstream_session)
-    app.router.add_route("*", HEALTH_PATH, health)
-    app.router.add_route("*", UPSTREAMS_PATH, upstreams_view(upstreams))
-    # One catch-all route: aiohttp's router only separates "ours" from "everything
-    # else"; the gateway's own Router (in routing_middleware) decides where the rest goes.
+    # One catch-all route: the public port answers only routes, and the gateway's own
+    # Router (in routing_middleware) decides where each request goes.
     app.router.add_route("*", "/{path:.*}", gateway.handle)
-    return app
+    return app, build_admin_app(upstreams)

@@ -51,6 +51,13 @@ class ServerConfig(Strict):
     max_header_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = 32 * 1024
 
 
+class AdminConfig(Strict):
+    """[admin]: the listener for the gateway's own endpoints (gateway/admin.py)."""
+
+    host: str = "127.0.0.1"  # never the public interface: it shows every target's address
+    port: Port = 8081
+
+
 class TimeoutsConfig(Strict):
     """Every route's upstream timeouts (routing.Route.timeouts; a later stage adds
     per-route values and a total deadline on top of these defaults)."""
@@ -169,6 +176,7 @@ class RouteConfig(Strict):
 
 class GatewayConfig(Strict):
     server: ServerConfig = ServerConfig()
+    admin: AdminConfig = AdminConfig()
     timeouts: TimeoutsConfig = TimeoutsConfig()
     connections: ConnectionsConfig = ConnectionsConfig()
     routes: Annotated[list[RouteConfig], Field(min_length=1)]

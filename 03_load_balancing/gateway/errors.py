@@ -106,11 +106,13 @@ class UpstreamTimeout(GatewayError):
 
 
 class NoHealthyUpstream(GatewayError):
-    """Every target of the route's upstream pool is failing its health checks or ejected.
+    """Every target of the route's upstream pool is failing its health checks or has an
+    open circuit breaker.
 
     503, not 502: the gateway did not even try, because it already knows the answer. The
     detail names the upstream and why ("upstream 'users': all 3 targets unhealthy (2 failed
-    active checks, 1 ejected after 5 consecutive failures)"), never a target's address.
+    active checks, 1 open circuit)"), never a target's address. This is what fail fast
+    looks like: no connection attempt, no waiting, an answer in a millisecond.
     Envoy answers the same situation with 503 and the response flag UH (no healthy host).
     """
 

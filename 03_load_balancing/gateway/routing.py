@@ -144,22 +144,20 @@ class Router:
         return self._trie.match_segments(path.match_segments, method, path.segments)
 
 
-def routing_middleware(router: Router, routed: Handler) -> Middleware:
-    """Normalise and match every request that `routed` (the proxy handler) will answer.
+def routing_middleware(router: Router) -> Middleware:
+    """Normalise and match every request on the public port.
 
     400 for a path the gateway will not interpret, 404 when no route matches, 405 (with
-    Allow) when routes match the path but not the method. The gateway's own endpoints
-    (`/_gateway/health`) have handlers of their own and pass through unrouted: no route
-    can shadow them, and a later middleware can tell them apart by the missing
-    `request[ROUTE]`. The path is normalised once, and that one path is matched and
-    forwarded.
+    Allow) when routes match the path but not the method. Every request that gets past
+    this middleware carries `request[ROUTE]`, so every later one may read it without a
+    check: until stage 02 the gateway's own endpoint shared this port and passed through
+    unrouted; from this stage on it lives on the admin listener (admin.py). The path is
+    normalised once, and that one path is matched and forwarded.
     """
 
     @web.middleware
     async def route(request: web.Request, handler: Handler) -> web.StreamResponse:
         request = origin_form(request)  # absolute-form becomes origin-form; `#` is a 400
-        if request.match_info.handler != routed:  # `!=`: a bound method is made per access
-            return await handler(request)
         try:
             path = normalise(request.raw_path)
         except UnsafePath as exc:

@@ -291,44 +291,21 @@ async def serve(
     shutdown_timeout: float,
     header_timeout: float = 10.0,
     ready: Callable[[], Awaitable[None]] | None = None,
+    admin: tuple[web.Application, socket.socket] | None = None,
 ) -> None:
     """Serve `app` on `sock` until SIGTERM or SIGINT, then shut down gracefully.
 
     `ready`, with --workers: awaited after the application is set up and before the first
     connection is accepted (workers.py: every worker is ready before any serves).
+    `admin`: the admin application and its socket (gateway/admin.py), served beside `app`
+    from the same moment, and stopped after it, so the health endpoint answers for as
+    long as requests are being served.
     """
-    # access_log=None: aiohttp's own access log is off; gateway.accesslog replaces it.
-    # auto_decompress=False: a gzip request body must reach the upstream as gzip,
-    # with the Content-Length the client sent.
-    # Typed Any: aiohttp takes these as separate keyword arguments of different types.
-    handler_options: dict[str, Any] = {
-        "access_log": None,
-        "auto_decompress": False,
-        "keepalive_timeout": CLIENT_KEEPALIVE_TIMEOUT,
-    }
-    runner = web.AppRunner(
-        app,
-        handle_signals=False,
-        shutdown_timeout=shutdown_timeout,
-        # A client that disconnects cancels its handler, and with it the upstream
-        # request: nobody is left to read the answer, so the upstream connection is
-        # freed at once (Envoy resets the upstream stream the same way).
-        handler_cancellation=True,
-        **handler_options,
-    )
-    await runner.setup()  # application start-up: the upstream ClientSession is created
     loop = asyncio.get_running_loop()
-    manager = runner.server
-    assert manager is not None
-
-    def protocol() -> ProblemRequestHandler:
-        return ProblemRequestHandler(
-            manager,
-            loop=loop,
-            header_timeout=header_timeout,
-            **handler_options,
-        )
-
+    public = await _Listener.set_up(app, sock, shutdown_timeout, header_timeout)
+    own = None
+    if admin is not None:
+        own = await _Listener.set_up(*admin, ADMIN_SHUTDOWN_TIMEOUT, header_timeout)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
@@ -339,26 +316,97 @@ async def serve(
         for task in (waiting, stopping):
             task.cancel()
         if stop.is_set():  # stopped before it ever served
-            await runner.cleanup()
+            for listener in (public, own):
+                if listener is not None:
+                    await listener.runner.cleanup()
             return
-    listener = await loop.create_server(protocol, sock=sock, backlog=BACKLOG)
-    host, port = sock.getsockname()[:2]
-    log.info("serving on http://%s:%d", host, port)
+    await public.start("serving on")
+    if own is not None:
+        await own.start("admin listener on")
     try:
         await stop.wait()
     finally:
         log.info("stopping: finishing requests in flight (at most %gs)", shutdown_timeout)
-        listener.close()  # 1. no new connections
+        await public.stop(shutdown_timeout)
+        if own is not None:
+            await own.stop(ADMIN_SHUTDOWN_TIMEOUT)
+        log.info("stopped")
+
+
+# The admin listener's requests are small and local: a second is plenty to finish them.
+ADMIN_SHUTDOWN_TIMEOUT = 1.0
+
+
+class _Listener:
+    """One application on one socket, with this module's protocol and shutdown."""
+
+    def __init__(self, runner: web.AppRunner, sock: socket.socket, protocol: Any) -> None:
+        self.runner, self.sock, self.protocol = runner, sock, protocol
+        self.server: asyncio.AbstractServer | None = None
+
+    @classmethod
+    async def set_up(
+        cls,
+        app: web.Application,
+        sock: socket.socket,
+        shutdown_timeout: float,
+        header_timeout: float,
+    ) -> _Listener:
+        # access_log=None: aiohttp's own access log is off; gateway.accesslog replaces it.
+        # auto_decompress=False: a gzip request body must reach the upstream as gzip,
+        # with the Content-Length the client sent.
+        # Typed Any: aiohttp takes these as separate keyword arguments of different types.
+        handler_options: dict[str, Any] = {
+            "access_log": None,
+            "auto_decompress": False,
+            "keepalive_timeout": CLIENT_KEEPALIVE_TIMEOUT,
+        }
+        runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            shutdown_timeout=shutdown_timeout,
+            # A client that disconnects cancels its handler, and with it the upstream
+            # request: nobody is left to read the answer, so the upstream connection is
+            # freed at once (Envoy resets the upstream stream the same way).
+            handler_cancellation=True,
+            **handler_options,
+        )
+        await runner.setup()  # application start-up: the upstream ClientSession is created
+        loop = asyncio.get_running_loop()
+        manager = runner.server
+        assert manager is not None
+
+        def protocol() -> ProblemRequestHandler:
+            return ProblemRequestHandler(
+                manager,
+                loop=loop,
+                header_timeout=header_timeout,
+                **handler_options,
+            )
+
+        return cls(runner, sock, protocol)
+
+    async def start(self, what: str) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(self.protocol, sock=self.sock, backlog=BACKLOG)
+        host, port = self.sock.getsockname()[:2]
+        log.info("%s http://%s:%d", what, host, port)
+
+    async def stop(self, shutdown_timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        if self.server is not None:
+            self.server.close()  # 1. no new connections
         # aiohttp waits up to shutdown_timeout for handlers, then up to shutdown_timeout
         # again for them to react to cancellation, which a handler waiting on an upstream
         # never does. Closing the connections still busy at the deadline cancels their
         # handlers (handler_cancellation above), so the deadline is the configured one.
+        manager = self.runner.server
+        assert manager is not None
         deadline = loop.call_later(shutdown_timeout, _cut_off, manager)
         try:
-            await runner.cleanup()  # 2.-4. idle connections, in-flight requests, the pool
+            await self.runner.cleanup()  # 2.-4. idle connections, in-flight requests, pools
         finally:
             deadline.cancel()
-        log.info("stopped")
 
 
 def _cut_off(manager: web.Server) -> None:

@@ -3,8 +3,8 @@
 The contracts (common/contracts/), the benches and this stage's own tests describe the
 gateway they want as a `GatewaySpec` (common/testing/specs.py) and call `render(spec)`;
 stage 02 added pattern routes (`PathRoute`), this stage adds upstream pools (`PoolSpec`):
-a route's `upstream` may name one. A later stage whose config looks different rewrites
-only this file.
+a route's `upstream` may name one, and its passive health is written as the circuit
+breaker it is here. A later stage whose config looks different rewrites only this file.
 """
 
 from __future__ import annotations
@@ -35,8 +35,28 @@ def render(spec: GatewaySpec) -> str:
         lines += ["", "[[routes]]", *_route(route)]
     for name, pool in spec.pools.items():
         lines += ["", f"[upstreams.{name}]", *_pool(pool)]
-        lines += ["", f"[upstreams.{name}.health]"]
-        lines += [f"{key} = {_toml(value)}" for key, value in vars(pool.health).items()]
+        health = pool.health
+        lines += [
+            "",
+            f"[upstreams.{name}.health]",
+            f"active = {_toml(health.active)}",
+            f"path = {_toml(health.path)}",
+            f"interval = {_toml(float(health.interval))}",
+            f"timeout = {_toml(float(health.timeout))}",
+            f"healthy_threshold = {_toml(health.healthy_threshold)}",
+            f"unhealthy_threshold = {_toml(health.unhealthy_threshold)}",
+            "",
+            # The spec's passive health is this stage's circuit breaker (balancing/breaker.py):
+            # an ejection is an opening, and its times are the breaker's.
+            f"[upstreams.{name}.breaker]",
+            f"consecutive_failures = {_toml(health.consecutive_failures)}",
+            f"failure_rate = {_toml(float(pool.failure_rate))}",
+            f"window = {_toml(float(pool.failure_window))}",
+            f"min_requests = {_toml(pool.failure_min_requests)}",
+            f"open_for = {_toml(float(health.base_ejection_time))}",
+            f"max_open_for = {_toml(float(health.max_ejection_time))}",
+            f"max_open_percent = {_toml(health.max_ejection_percent)}",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -13,7 +13,7 @@ import pytest
 from stage_config import render
 
 from common.contracts.upstreams import refused_port
-from common.testing.gateway import HEALTH_PATH, start_gateway
+from common.testing.gateway import start_gateway
 from common.testing.processes import HOST, Proc, start_backend
 from common.testing.specs import GatewaySpec, RouteSpec
 
@@ -99,11 +99,12 @@ def test_a_request_without_a_route_logs_no_upstream(gateway: Proc) -> None:
 
 
 def test_the_health_endpoint_reports_this_process(gateway: Proc) -> None:
-    conn = http.client.HTTPConnection(HOST, gateway.port, timeout=10)
+    assert gateway.admin_port is not None  # from this stage on, health is on the admin port
+    conn = http.client.HTTPConnection(HOST, gateway.admin_port, timeout=10)
     try:
-        conn.request("GET", HEALTH_PATH)
+        conn.request("GET", gateway.health_path)
         assert json.loads(conn.getresponse().read()) == {"status": "ok", "pid": gateway.pid}
-        conn.request("POST", HEALTH_PATH, body=b"")
+        conn.request("POST", gateway.health_path, body=b"")
         response = conn.getresponse()
         assert response.status == 405
         assert response.getheader("Content-Type") == "application/problem+json"

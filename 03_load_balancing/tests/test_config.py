@@ -168,7 +168,7 @@ def test_a_bad_config_stops_start_up_with_exit_2_and_no_traceback(tmp_path: Path
 def test_check_validates_without_starting() -> None:
     result = run_gateway("--config", "gateway.toml", "--check", cwd=STAGE)
     assert result.returncode == 0, result.stderr
-    assert "gateway.toml: ok, 8 routes" in result.stderr
+    assert "gateway.toml: ok, 9 routes" in result.stderr
 
 
 def test_help_names_this_stage() -> None:

@@ -155,16 +155,34 @@ def test_a_hot_key_in_flight_spills_to_the_next_backend(stage: RunningStage) -> 
 
 
 def in_flight(stage: RunningStage) -> bool:
-    conn = http.client.HTTPConnection("127.0.0.1", stage.gateway.port, timeout=5)
+    assert stage.gateway.admin_port is not None
+    conn = http.client.HTTPConnection("127.0.0.1", stage.gateway.admin_port, timeout=5)
     try:
-        conn.request("GET", "/_gateway/upstreams")
+        conn.request("GET", "/upstreams")
         view = json.loads(conn.getresponse().read())["upstreams"]
     finally:
         conn.close()
     return any(t["in_flight"] for t in view["users"]["targets"])
 
 
-def test_demo_and_services_toml_agree_on_the_gateway_port(stage: RunningStage) -> None:
-    """`make lb` starts what demo.http calls: the gateway on 8080."""
-    port = stage.services["gateway"]["port"]
-    assert load_demo(DEMO).variables == {"gateway": f"http://127.0.0.1:{port}"}
+def test_the_breaker_requests_show_what_they_say(results: dict[int, DemoResult]) -> None:
+    # 33-35: two refusals, then the open breaker answers at once.
+    for number in (33, 34):
+        assert json.loads(results[number].body)["type"].endswith("/upstream-unavailable")
+    assert "open circuit" in json.loads(results[35].body)["detail"]
+    assert results[35].seconds < 0.5
+    # 36: the reset's answer shows the breaker as it was (open), then closed.
+    reset = json.loads(results[36].body)
+    assert [t["state"] for t in reset["before"]] == ["open"] and reset["before"][0]["opens"] == 1
+    assert [t["state"] for t in reset["targets"]] == ["healthy"]
+    # 37: a 404 from the router, not a health document.
+    assert json.loads(results[37].body)["type"].endswith("/no-route")
+
+
+def test_demo_and_services_toml_agree_on_the_ports(stage: RunningStage) -> None:
+    """`make lb` starts what demo.http calls: the gateway on 8080, admin on 8081."""
+    gateway = stage.services["gateway"]
+    assert load_demo(DEMO).variables == {
+        "gateway": f"http://127.0.0.1:{gateway['port']}",
+        "admin": f"http://127.0.0.1:{gateway['admin_port']}",
+    }

@@ -45,10 +45,16 @@ interval = 2.0
 timeout = 1.0
 healthy_threshold = 2
 unhealthy_threshold = 2
+
+[upstreams.users.breaker]
 consecutive_failures = 5
-base_ejection_time = 5.0
-max_ejection_time = 60.0
-max_ejection_percent = 50
+failure_rate = 0.5
+window = 10.0
+min_requests = 20
+open_for = 5.0
+max_open_for = 60.0
+half_open_requests = 1
+max_open_percent = 50
 
 [upstreams.orders]
 strategy = "least_connections"
@@ -94,7 +100,7 @@ def test_the_documented_example_is_valid_and_means_what_it_says() -> None:
     ]
     assert users.key_source == KeySource("header", "X-User-ID")
     assert users.health.active_policy().unhealthy_threshold == 2
-    assert users.health.outlier_policy().max_ejection_percent == 50
+    assert users.breaker is not None and users.breaker.policy().max_open_percent == 50
     assert config["orders"].choices == 2
 
 
@@ -119,8 +125,8 @@ def test_a_route_with_a_plain_url_gets_a_pool_of_one_without_health_checks() -> 
     single = UpstreamConfig.single("http://127.0.0.1:9001")
     assert [t.url for t in single.targets] == ["http://127.0.0.1:9001"]
     assert not single.health.active
-    assert single.health.consecutive_failures == 0
-    assert build_pool("route /users", single).outlier is None
+    assert single.breaker is None
+    assert build_pool("route /users", single).breaker is None
 
 
 BASE = '[upstreams.users]\ntargets = ["http://127.0.0.1:9001"]\n'
@@ -202,13 +208,12 @@ CH = BASE + 'strategy = "consistent_hash"\nhash_key = "client_ip"\n'
             " still be waiting when the next round is due",
         ),
         (
-            BASE + "[upstreams.users.health]\nbase_ejection_time = 30.0\nmax_ejection_time = 10",
-            "upstreams.users.health: max_ejection_time: 10 s is shorter than base_ejection_time"
-            " (30 s)",
+            BASE + "[upstreams.users.breaker]\nopen_for = 30.0\nmax_open_for = 10",
+            "upstreams.users.breaker: max_open_for: 10 s is shorter than open_for (30 s)",
         ),
         (
-            BASE + "[upstreams.users.health]\nmax_ejection_percent = 150",
-            "upstreams.users.health.max_ejection_percent: Input should be less than or equal to"
+            BASE + "[upstreams.users.breaker]\nmax_open_percent = 150",
+            "upstreams.users.breaker.max_open_percent: Input should be less than or equal to"
             " 100 (got 150)",
         ),
         (

@@ -42,7 +42,7 @@ def test_round_robin_skips_an_unavailable_target_and_keeps_the_order() -> None:
 def test_every_strategy_answers_none_when_no_target_is_available() -> None:
     targets = make_targets(3)
     for target in targets:
-        target.health.ejected_until = 1e9
+        target.health.admit = 0  # its circuit is open
     for strategy in (
         RoundRobin(targets),
         WeightedRoundRobin(targets),
@@ -178,10 +178,10 @@ def every_strategy(targets: list[Target]) -> list[tuple[str, Strategy]]:
     ]
 
 
-def test_no_strategy_ever_picks_an_unhealthy_or_ejected_target() -> None:
+def test_no_strategy_ever_picks_an_unhealthy_or_open_target() -> None:
     targets = make_targets(5, [3, 1, 2, 1, 1])
     targets[0].health.active_ok = False  # failed its active checks
-    targets[3].health.ejected_until = 1e9  # ejected by passive health
+    targets[3].health.admit = 0  # its circuit breaker is open
     for name, strategy in every_strategy(targets):
         picked = {strategy.pick(f"key-{i}" if i % 3 else None) for i in range(300)}
         assert picked == {targets[1], targets[2], targets[4]}, name

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from stage_config import render
 
-from common.testing.gateway import HEALTH_PATH, start_gateway
+from common.testing.gateway import start_gateway
 from common.testing.processes import HOST, Proc, child_env, wait_healthy
 from common.testing.specs import GatewaySpec, RouteSpec
 
@@ -33,7 +33,7 @@ def serving_pids(proc: Proc, want: int = 2, timeout: float = 20.0) -> set[int]:
     pids: set[int] = set()
     deadline = time.monotonic() + timeout
     while len(pids) < want and time.monotonic() < deadline:
-        with urllib.request.urlopen(proc.url + HEALTH_PATH, timeout=5) as response:
+        with urllib.request.urlopen(proc.health_url, timeout=5) as response:
             pids.add(json.load(response)["pid"])
     return pids
 
@@ -64,9 +64,17 @@ def free_port() -> int:
         return port
 
 
+def with_admin_port(config: str) -> tuple[str, int]:
+    """`config` with an [admin] section on a free port: without --admin-fd every worker
+    binds the admin listener itself (SO_REUSEPORT, as the public one), never :8081 here."""
+    port = free_port()
+    return f"{config}\n[admin]\nport = {port}\n", port
+
+
 def test_two_workers_bind_one_port_with_so_reuseport(tmp_path: Path) -> None:
     config = tmp_path / "gateway.toml"
-    config.write_text(CONFIG, encoding="utf-8")
+    text, admin_port = with_admin_port(CONFIG)
+    config.write_text(text, encoding="utf-8")
     port = free_port()
     log = tmp_path / "gateway.log"
     with open(log, "wb") as out:
@@ -78,7 +86,7 @@ def test_two_workers_bind_one_port_with_so_reuseport(tmp_path: Path) -> None:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    proc = Proc("gateway-reuseport", port, popen, log, HEALTH_PATH)
+    proc = Proc("gateway-reuseport", port, popen, log, "/health", admin_port=admin_port)
     try:
         wait_healthy(proc)
         pids = serving_pids(proc)
@@ -91,7 +99,7 @@ def test_two_workers_bind_one_port_with_so_reuseport(tmp_path: Path) -> None:
 def test_a_busy_port_is_an_error_not_a_silent_share(tmp_path: Path) -> None:
     """Without --workers no SO_REUSEPORT: a second gateway on a taken port fails loudly."""
     config = tmp_path / "gateway.toml"
-    config.write_text(CONFIG, encoding="utf-8")
+    config.write_text(with_admin_port(CONFIG)[0], encoding="utf-8")
     with socket.create_server((HOST, 0)) as taken:
         port = taken.getsockname()[1]
         result = subprocess.run(
@@ -112,7 +120,8 @@ def test_the_gateway_is_ready_only_once_every_worker_serves(tmp_path: Path) -> N
     SO_REUSEPORT every worker has its own accept queue, so requests spread over them at
     once; a worker still starting would leave the connections hashed to it waiting."""
     config = tmp_path / "gateway.toml"
-    config.write_text(CONFIG, encoding="utf-8")
+    text, admin_port = with_admin_port(CONFIG)
+    config.write_text(text, encoding="utf-8")
     log = tmp_path / "gateway.log"
     port = free_port()
     with open(log, "wb") as out:
@@ -124,7 +133,7 @@ def test_the_gateway_is_ready_only_once_every_worker_serves(tmp_path: Path) -> N
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    proc = Proc("gateway-ready", port, popen, log, HEALTH_PATH)
+    proc = Proc("gateway-ready", port, popen, log, "/health", admin_port=admin_port)
     try:
         wait_healthy(proc)
         # Written by the parent before it let any worker accept: it precedes every answer.

@@ -79,7 +79,7 @@ def build_apps(config: GatewayConfig) -> tuple[web.Application, web.Application]
         middlewares.append(access_log_middleware())
     middlewares.append(problem_middleware)
     middlewares.append(head_limits_middleware(config.server.max_header_bytes))
-    middlewares.append(routing_middleware(router, gateway.handle))
+    middlewares.append(routing_middleware(router))
 
     app = web.Application(middlewares=middlewares)
 

@@ -197,3 +197,16 @@ def test_every_line_of_a_multi_problem_config_error_reads_as_an_error(tmp_path: 
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) >= 2 and all(line.startswith("error: ") for line in lines), lines
+
+
+def test_a_pools_bulkhead_is_its_own_section_with_errors_that_name_it(tmp_path: Path) -> None:
+    pool = '[upstreams.users]\ntargets = ["http://127.0.0.1:9001"]\n'
+    users = ROUTE.replace("http://127.0.0.1:9001", "users")
+    config = tmp_path / "gateway.toml"
+    config.write_text(users + pool + "[upstreams.users.bulkhead]\nmax_queue = 5\n", "utf-8")
+    pools = load_config(config).pools()
+    assert (pools["users"].bulkhead.max_concurrent, pools["users"].bulkhead.max_queue) == (256, 5)
+    config.write_text(ROUTE, "utf-8")  # the implicit pool of a URL route: the defaults
+    assert next(iter(load_config(config).pools().values())).bulkhead.max_queue == 128
+    text = users + pool + "[upstreams.users.bulkhead]\nmax_queu = 5\n"
+    assert "upstreams.users.bulkhead.max_queu: unknown key" in problems(tmp_path, text)

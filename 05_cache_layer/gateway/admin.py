@@ -1,8 +1,8 @@
 """The admin listener: the gateway's own endpoints, on their own socket (default :8081).
 
     GET /health       {"status": "ok", "pid"}: this process is up and serving
-    GET /upstreams    every pool: strategy, bulkhead, and each target's state (healthy,
-                      unhealthy, open, half-open), requests in flight, openings
+    GET /upstreams    every pool: strategy, and each target's state (healthy, unhealthy,
+                      open, half-open), requests in flight, openings; its bulkhead
     GET /channel      the retry budget, the load shedder, WebSocket connections
     POST /upstreams/NAME/reset   close every breaker of pool NAME now (the upstream is
                       fixed: no need to wait for open_for and a probe); answers the
@@ -12,16 +12,19 @@
     POST /cache/purge?url=/products/1     forget one target, every variant
     POST /cache/purge?prefix=/products    forget every target under a prefix
 
-Until stage 03 `/_gateway/health` and `/_gateway/upstreams` answered on the public port,
-beside the routes, where anyone on the internet could read target addresses and probe
-the gateway's state. Every production gateway separates them: Envoy's admin listener,
-Kong's Admin API, Traefik's dashboard entry point, HAProxy's stats socket. Here the admin
-listener binds 127.0.0.1 by default, and the public port answers only routes: a request
-for /_gateway/health there is routed (and, with no route for it, a 404) like any other.
+Until stage 02 the gateway's one endpoint of its own, `/_gateway/health`, answered on the
+public port beside the routes: it says only "this process is up". Stage 03 adds
+endpoints that show target addresses and breaker states and one that changes them, which
+nobody on the internet may read or call. Every production gateway keeps such endpoints
+apart: Envoy's admin listener, Kong's Admin API, Traefik's dashboard entry point,
+HAProxy's stats socket. Here the admin listener binds 127.0.0.1 by default, and the
+public port answers only routes: a request for /_gateway/health there is routed (and,
+with no route for it, a 404) like any other. Later stages add their views here.
 
-One worker's view: with --workers N every process balances, counts and sheds on its own,
-and each answers for itself (the pid says which). The memory store is per worker too, so
-a purge reaches the worker that answers it; with the Redis store it reaches them all.
+One worker's view: with --workers N every process balances, counts and ejects on its
+own, and each answers for itself (the pid says which). The memory store is per worker
+too, so a purge reaches the worker that answers it; with the Redis store it reaches them
+all.
 """
 
 from __future__ import annotations

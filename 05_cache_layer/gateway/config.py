@@ -28,6 +28,7 @@ from gateway.balancing.config import (
 )
 from gateway.cache.config import CacheConfig, RouteCache
 from gateway.channel.config import (
+    BulkheadConfig,
     HedgeConfig,
     RetriesConfig,
     RetryBudgetConfig,
@@ -185,6 +186,14 @@ class RouteConfig(Strict):
         return f"route {methods}{self.prefix if self.prefix is not None else self.path}"
 
 
+class PoolConfig(UpstreamConfig):
+    """[upstreams.NAME]: stage 03's pool, and the channel's bulkhead for it. The implicit
+    pool of a URL route gets the bulkhead's defaults: one slow upstream must not take
+    every socket."""
+
+    bulkhead: BulkheadConfig = BulkheadConfig()
+
+
 class GatewayConfig(Strict):
     server: ServerConfig = ServerConfig()
     admin: AdminConfig = AdminConfig()
@@ -194,16 +203,16 @@ class GatewayConfig(Strict):
     connections: ConnectionsConfig = ConnectionsConfig()
     cache: CacheConfig = CacheConfig()
     routes: Annotated[list[RouteConfig], Field(min_length=1)]
-    upstreams: dict[UpstreamName, UpstreamConfig] = {}
+    upstreams: dict[UpstreamName, PoolConfig] = {}
 
-    def pools(self) -> dict[str, UpstreamConfig]:
+    def pools(self) -> dict[str, PoolConfig]:
         """Every pool a route sends to, by name: the [upstreams.NAME] sections, plus a pool
         of one target for each route that gives a URL (see RouteConfig.pool)."""
         pools = dict(self.upstreams)
         for route in self.routes:
             if route.pool not in pools:
                 parts = urlsplit(route.upstream)
-                pools[route.pool] = UpstreamConfig.single(f"{parts.scheme}://{parts.netloc}")
+                pools[route.pool] = PoolConfig.single(f"{parts.scheme}://{parts.netloc}")
         return pools
 
 

@@ -97,7 +97,7 @@ def build_apps(config: GatewayConfig) -> tuple[web.Application, web.Application]
         middlewares.append(access_log_middleware(hidden))
     middlewares.append(problem_middleware)
     middlewares.append(head_limits_middleware(config.server.max_header_bytes))
-    middlewares.append(routing_middleware(router, gateway.handle))
+    middlewares.append(routing_middleware(router))
     middlewares.append(authenticator.middleware())
     cache = Cache(_store(config), config.cache)
     middlewares.append(cache.middleware())

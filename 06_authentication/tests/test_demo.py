@@ -170,35 +170,35 @@ def in_flight(stage: RunningStage) -> bool:
 def test_the_channelling_requests_show_what_they_say(results: dict[int, DemoResult]) -> None:
     # Every relayed answer says how many tries it took; stage 03's requests took one.
     assert results[2].header("X-Attempt-Count") == "1"
-    # 33: the first try met the refused target, the second answered.
-    assert results[33].header("X-Attempt-Count") == "2"
-    assert served_by(results[33]) == "users/a"
-    # 34: a POST that reached the upstream: its own 503 (FastAPI's body), one try.
-    assert results[34].header("X-Attempt-Count") == "1"
-    assert results[34].header("Content-Type") != "application/problem+json"
-    # 35: the same on a GET: three tries, on three different backends.
-    assert results[35].header("X-Attempt-Count") == "3"
-    # 36: the deadline, named, after two tries, in about 2 s (not 3 s, not 1 s).
-    problem = json.loads(results[36].body)
-    assert problem["type"].endswith("/deadline-exceeded"), problem
-    assert "deadline of 2 s" in problem["detail"] and "2 tries" in problem["detail"], problem
-    assert 1.9 <= results[36].seconds < 2.9, results[36].seconds
-    # 37: the backend saw the try's limit in X-Request-Deadline-Ms.
-    assert json.loads(results[37].body)["deadline_ms"] == 1000
-    # 38-40: two refusals, then the open breaker answers at once.
-    for number in (38, 39):
+    # 33-35: no retries on /down: two refusals, then the open breaker answers at once.
+    for number in (33, 34):
         assert json.loads(results[number].body)["type"].endswith("/upstream-unavailable")
-    assert "open circuit" in json.loads(results[40].body)["detail"]
-    assert results[40].seconds < 0.5
-    # 41: the reset's answer shows the breaker as it was (open), then closed.
-    reset = json.loads(results[41].body)
+    assert "open circuit" in json.loads(results[35].body)["detail"]
+    assert results[35].seconds < 0.5
+    # 36: the reset's answer shows the breaker as it was (open), then closed.
+    reset = json.loads(results[36].body)
     assert [t["state"] for t in reset["before"]] == ["open"] and reset["before"][0]["opens"] == 1
     assert [t["state"] for t in reset["targets"]] == ["healthy"]
-    # 42: retries were granted (33, 35, 36), and nothing was shed.
-    channel = json.loads(results[42].body)
+    # 37: a 404 from the router, not a health document.
+    assert json.loads(results[37].body)["type"].endswith("/no-route")
+    # 38: the first try met the refused target, the second answered.
+    assert results[38].header("X-Attempt-Count") == "2"
+    assert served_by(results[38]) == "users/a"
+    # 39: a POST that reached the upstream: its own 503 (FastAPI's body), one try.
+    assert results[39].header("X-Attempt-Count") == "1"
+    assert results[39].header("Content-Type") != "application/problem+json"
+    # 40: the same on a GET: three tries, on three different backends.
+    assert results[40].header("X-Attempt-Count") == "3"
+    # 41: the deadline, named, after two tries, in about 2 s (not 3 s, not 1 s).
+    problem = json.loads(results[41].body)
+    assert problem["type"].endswith("/deadline-exceeded"), problem
+    assert "deadline of 2 s" in problem["detail"] and "2 tries" in problem["detail"], problem
+    assert 1.9 <= results[41].seconds < 2.9, results[41].seconds
+    # 42: the backend saw the try's limit in X-Request-Deadline-Ms.
+    assert json.loads(results[42].body)["deadline_ms"] == 1000
+    # 43: retries were granted (38, 40, 41), and nothing was shed.
+    channel = json.loads(results[43].body)
     assert channel["retry_budget"]["granted"] >= 4 and channel["load_shedder"]["shed"] == 0
-    # 43: a 404 from the router, not a health document.
-    assert json.loads(results[43].body)["type"].endswith("/no-route")
 
 
 def test_the_auth_requests_show_what_they_say(results: dict[int, DemoResult]) -> None:

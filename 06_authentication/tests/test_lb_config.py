@@ -63,11 +63,6 @@ max_open_for = 60.0
 half_open_requests = 1
 max_open_percent = 50
 
-[upstreams.users.bulkhead]
-max_concurrent = 256
-max_queue = 128
-queue_timeout = 1.0
-
 [upstreams.orders]
 strategy = "least_connections"
 choices = 2
@@ -113,7 +108,6 @@ def test_the_documented_example_is_valid_and_means_what_it_says() -> None:
     assert users.key_source == KeySource("header", "X-User-ID")
     assert users.health.active_policy().unhealthy_threshold == 2
     assert users.breaker is not None and users.breaker.policy().max_open_percent == 50
-    assert users.bulkhead.max_queue == 128
     assert config["orders"].choices == 2
 
 
@@ -228,11 +222,6 @@ CH = BASE + 'strategy = "consistent_hash"\nhash_key = "client_ip"\n'
             BASE + "[upstreams.users.breaker]\nmax_open_percent = 150",
             "upstreams.users.breaker.max_open_percent: Input should be less than or equal to"
             " 100 (got 150)",
-        ),
-        (
-            BASE + "[upstreams.users.health]\nbase_ejection_time = 30.0",
-            "upstreams.users.health: base_ejection_time: passive health is the circuit breaker"
-            " from stage 04 on; write it as open_for in [upstreams.NAME.breaker]",
         ),
         (
             BASE + "[upstreams.users.health]\nintervall = 2.0",

@@ -105,7 +105,7 @@ def build_apps(config: GatewayConfig) -> tuple[web.Application, web.Application]
         middlewares.append(access_log_middleware(hidden))
     middlewares.append(problem_middleware)
     middlewares.append(head_limits_middleware(config.server.max_header_bytes))
-    middlewares.append(routing_middleware(router, gateway.handle))
+    middlewares.append(routing_middleware(router))
     middlewares.append(authenticator.middleware())
     limiter = Limiter(config.rate_limit, _limit_store(config))
     middlewares.append(limiter.middleware())

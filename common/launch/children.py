@@ -81,7 +81,7 @@ class Child:
     reported: bool = False  # its unrequested exit was reported; the stage went on
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     _pump: asyncio.Task[None] | None = None
-    # A gateway's admin listener (stage 04 on): a second socket, `--admin-fd N`, where
+    # A gateway's admin listener (stage 03 on): a second socket, `--admin-fd N`, where
     # its health check is asked.
     admin_sock: socket.socket | None = None
     admin_port: int = 0

@@ -53,7 +53,7 @@ class BackendSpec(_Strict):
 class GatewaySpec(_Strict):
     port: Port
     config: Annotated[str, Field(min_length=1)]
-    # Stage 04 on: the admin listener's port. When there is one, `health` is asked there.
+    # Stage 03 on: the admin listener's port. When there is one, `health` is asked there.
     admin_port: Port | None = None
     health: Annotated[str, Field(pattern=r"^/")]
     # Stage 05 on: how `make <stage>` runs it. `redis`: with a private Redis (--redis-url);

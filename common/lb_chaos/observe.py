@@ -2,10 +2,9 @@
 
 Two sources, kept apart on purpose. The client side (`Recorder.request`) is what users
 saw: which backend answered (X-Served-By) and whether it was a 200. The gateway side
-(`Recorder.states`, polled from the upstream view: /_gateway/upstreams on the public port
-until stage 03, /upstreams on the admin listener from stage 04 on) is what the balancer
-believed: healthy, unhealthy (failed active checks) or ejected (failed requests; stage
-04: its circuit breaker is open or half-open). "Time to eject"
+(`Recorder.states`, polled from the upstream view, /upstreams on the admin listener) is
+what the balancer believed: healthy, unhealthy (failed active checks), or open or
+half-open (failed requests opened its circuit breaker). "Time to eject"
 is from a fault to the gateway's first non-healthy verdict on that backend; "time to
 recover" is from the heal to its first successful answer through the gateway.
 """
@@ -21,8 +20,7 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector
 
 from common.testing.processes import Proc
 
-UPSTREAMS_PATH = "/_gateway/upstreams"  # stages 03 and before, on the public port
-ADMIN_UPSTREAMS_PATH = "/upstreams"  # stage 04 on, on the admin listener
+UPSTREAMS_PATH = "/upstreams"  # on the admin listener, which every pool stage has
 WINDOW = 2.0  # seconds of requests behind the live view's "share" column
 
 
@@ -112,10 +110,8 @@ async def drive_load(
 
 
 def upstreams_url(gateway: Proc) -> str:
-    """Where `gateway` shows its upstream view: its admin listener, if it has one."""
-    if gateway.admin_port is not None:
-        return gateway.admin_url + ADMIN_UPSTREAMS_PATH
-    return gateway.url + UPSTREAMS_PATH
+    """Where `gateway` shows its upstream view: on its admin listener (stage 03 on)."""
+    return gateway.admin_url + UPSTREAMS_PATH
 
 
 async def poll_states(

@@ -14,7 +14,7 @@ from common.bench.lb_report import bar
 from common.lb_chaos.observe import WINDOW, Recorder
 from common.lb_chaos.timeline import BACKENDS, Timeline, phases
 
-# "ejected" is stage 03's passive verdict; stage 04's circuit breaker says open or half-open.
+# "ejected" was plain passive health's verdict; the circuit breaker says open or half-open.
 STATE_STYLE = {"healthy": "green", "unhealthy": "red", "ejected": "yellow", "open": "yellow",
                "half-open": "cyan"}  # fmt: skip
 

@@ -30,7 +30,7 @@ def start_gateway(
 
     The gateway runs from `stage_dir`, so `import gateway` finds that stage's package;
     its log goes to `tmp_path`, and a failed start raises with the log's last lines. A
-    stage whose services.toml gives the gateway an `admin_port` (stage 04 on) gets an
+    stage whose services.toml gives the gateway an `admin_port` (stage 03 on) gets an
     admin socket too, and its health check is asked there (`Proc.admin_url`).
     """
     has_admin, health = gateway_health(stage_dir)

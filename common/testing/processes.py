@@ -54,7 +54,7 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 class Proc:
     """A child process listening on `port`; `url` is its base URL.
 
-    `admin_port` (stage 04 on, a gateway's admin listener): where its health check and
+    `admin_port` (stage 03 on, a gateway's admin listener): where its health check and
     its own endpoints answer; None for everything else.
     """
 

@@ -120,9 +120,10 @@ class TargetSpec:
 class HealthSpec:
     """Active checks (probe `path` every `interval`) and passive ones (eject after
     `consecutive_failures` failed requests, for `base_ejection_time`, growing). Tests use
-    short times so that ejection and recovery happen within a second or two. Stage 04
-    folds passive checks into its circuit breaker: ejected is open there, and its error
-    rate trigger is `PoolSpec.failure_rate` (off by default, as stage 03 had none)."""
+    short times so that ejection and recovery happen within a second or two. The stages
+    write passive checks as their circuit breaker: ejected is open there, and its error
+    rate trigger is `PoolSpec.failure_rate` (off by default: a streak is the classic
+    passive check)."""
 
     active: bool = True
     path: str = "/health"
@@ -158,7 +159,7 @@ class PoolSpec:
     choices: int | None = None  # least_connections: 2 = power of two choices
     health: HealthSpec = field(default_factory=HealthSpec)
     bulkhead: BulkheadSpec = field(default_factory=BulkheadSpec)  # stage 04 on
-    failure_rate: float = 0.0  # stage 04 on: a breaker opens at this share of failures...
+    failure_rate: float = 0.0  # a breaker opens at this share of failures...
     failure_window: float = 10.0  # ...over this many seconds...
     failure_min_requests: int = 20  # ...once it saw at least this many requests
 

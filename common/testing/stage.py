@@ -41,7 +41,7 @@ class RunningStage:
 
     def run_demo(self, demo: Path) -> dict[int, DemoResult]:
         """Every request of `demo` against this stage, in order; keyed by its number.
-        `{{gateway}}` is the public port, `{{admin}}` (stage 04 on) the admin listener."""
+        `{{gateway}}` is the public port, `{{admin}}` (stage 03 on) the admin listener."""
         where = {"gateway": self.gateway.url}
         if self.gateway.admin_port is not None:
             where["admin"] = self.gateway.admin_url

@@ -1,11 +1,11 @@
-"""Load balancing: upstream pools of targets, pluggable strategies, active and passive health.
+"""Load balancing: upstream pools of targets, pluggable strategies, health checks, breakers.
 
 target.py      Target: url, weight, requests in flight, health state
 strategies.py  the Strategy interface; round robin, smooth weighted RR, least conns/P2C;
                STRATEGIES, the registry of every strategy by name
 ring.py        consistent hashing: the ring, virtual nodes, bounded loads
 keys.py        where the hash key comes from: header, cookie, client address, path
-outlier.py     passive health: eject after consecutive failures, come back later
+breaker.py     circuit breakers: open on failures, half-open to probe, close again
 active.py      active health: probe every target on a timer
 pool.py        UpstreamPool: pick, acquire a lease, report, why nothing is available
 config.py      the [upstreams.NAME] sections of gateway.toml
@@ -13,9 +13,9 @@ upstreams.py   every pool built from config, with its health-check tasks
 """
 
 from .active import ActiveHealthChecker, ActivePolicy, Probe, http_probe
-from .config import HealthConfig, TargetConfig, UpstreamConfig, unknown_upstreams
+from .breaker import BreakerPolicy, CircuitBreaker, is_failure
+from .config import BreakerConfig, HealthConfig, TargetConfig, UpstreamConfig, unknown_upstreams
 from .keys import KeySource
-from .outlier import OutlierDetector, OutlierPolicy, is_failure
 from .pool import Lease, NoHealthyTarget, UpstreamPool
 from .ring import ConsistentHash, HashRing, hash64
 from .strategies import STRATEGIES, LeastConnections, RoundRobin, Strategy, WeightedRoundRobin
@@ -26,6 +26,9 @@ __all__ = [
     "STRATEGIES",
     "ActiveHealthChecker",
     "ActivePolicy",
+    "BreakerConfig",
+    "BreakerPolicy",
+    "CircuitBreaker",
     "Clock",
     "ConsistentHash",
     "HashRing",
@@ -34,8 +37,6 @@ __all__ = [
     "Lease",
     "LeastConnections",
     "NoHealthyTarget",
-    "OutlierDetector",
-    "OutlierPolicy",
     "Probe",
     "RoundRobin",
     "Strategy",

@@ -8,8 +8,8 @@ passes in a row bring it back. nginx Plus calls them `fails`/`passes`, HAProxy
 `fall`/`rise`, Envoy `unhealthy_threshold`/`healthy_threshold`.
 
 Detection time is roughly `unhealthy_threshold * interval` (plus the timeout for a target
-that hangs instead of refusing), which is why passive health (outlier.py) exists too: it
-reacts within a handful of failed requests. Active checks are what bring a target back
+that hangs instead of refusing), which is why the circuit breaker (breaker.py) exists
+too: it reacts within a handful of failed requests. Active checks are what bring a target back
 that receives no traffic at all, and what keeps traffic away from a target that is down
 before any request has to fail on it.
 

@@ -9,16 +9,22 @@
     bounded_load = 1.25             # consistent_hash, optional: no target above ceil(1.25 x avg)
     choices = 2                     # least_connections, optional: 0 = scan all, 2 = P2C
 
-    [upstreams.users.health]
-    path = "/health"                # active checks (active = false turns them off)
+    [upstreams.users.health]        # active checks (active = false turns them off)
+    path = "/health"
     interval = 2.0
     timeout = 1.0
     healthy_threshold = 2
     unhealthy_threshold = 2
-    consecutive_failures = 5        # passive checks (0 turns them off)
-    base_ejection_time = 5.0
-    max_ejection_time = 60.0
-    max_ejection_percent = 50
+
+    [upstreams.users.breaker]       # circuit breakers, fed by real requests (breaker.py)
+    consecutive_failures = 5        # open after this many failures in a row (0: never)
+    failure_rate = 0.5              # ...or this share of the last `window` (0: never)
+    window = 10.0
+    min_requests = 20
+    open_for = 5.0                  # the first opening; each next one lasts longer
+    max_open_for = 60.0
+    half_open_requests = 1          # probes at a time, and successes needed to close
+    max_open_percent = 50
 
 A setting the chosen strategy would ignore is an error, not a silent no-op: someone who
 writes `bounded_load = 1.25` under a round-robin upstream believes hot keys are capped.
@@ -32,7 +38,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 from urllib.parse import SplitResult, urlsplit
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
@@ -40,8 +46,8 @@ from pydantic import Field, StringConstraints, field_validator, model_validator
 from gateway.validation import Seconds, Strict
 
 from .active import ActivePolicy
+from .breaker import BreakerPolicy
 from .keys import SPECS, KeySource
-from .outlier import OutlierPolicy
 from .ring import DEFAULT_VIRTUAL_NODES
 from .strategies import STRATEGIES
 
@@ -52,18 +58,14 @@ UpstreamName = Annotated[str, StringConstraints(pattern=rf"^{POOL_NAME.pattern}$
 
 
 class HealthConfig(Strict):
-    # Active checks.
+    """Active checks: a probe of every target on a timer (active.py)."""
+
     active: bool = True
     path: str = "/health"
     interval: Seconds = 2.0
     timeout: Seconds = 1.0
     healthy_threshold: Annotated[int, Field(ge=1, le=100)] = 2
     unhealthy_threshold: Annotated[int, Field(ge=1, le=100)] = 2
-    # Passive checks (outlier detection).
-    consecutive_failures: Annotated[int, Field(ge=0, le=1000)] = 5
-    base_ejection_time: Seconds = 5.0
-    max_ejection_time: Seconds = 60.0
-    max_ejection_percent: Annotated[int, Field(ge=0, le=100)] = 50
 
     @field_validator("path")
     @classmethod
@@ -79,19 +81,36 @@ class HealthConfig(Strict):
                 f"timeout: {self.timeout:g} s is longer than interval ({self.interval:g} s);"
                 " a probe would still be waiting when the next round is due"
             )
-        if self.max_ejection_time < self.base_ejection_time:
-            raise ValueError(
-                f"max_ejection_time: {self.max_ejection_time:g} s is shorter than"
-                f" base_ejection_time ({self.base_ejection_time:g} s)"
-            )
         return self
 
     def active_policy(self) -> ActivePolicy:
         # The policies' fields are named like the keys here: copy them by name.
         return ActivePolicy(**{f.name: getattr(self, f.name) for f in fields(ActivePolicy)})
 
-    def outlier_policy(self) -> OutlierPolicy:
-        return OutlierPolicy(**{f.name: getattr(self, f.name) for f in fields(OutlierPolicy)})
+
+class BreakerConfig(Strict):
+    """Circuit breakers, one per target, fed by real requests (breaker.py)."""
+
+    consecutive_failures: Annotated[int, Field(ge=0, le=1000)] = 5
+    failure_rate: Annotated[float, Field(ge=0, le=1)] = 0.5
+    window: Seconds = 10.0
+    min_requests: Annotated[int, Field(ge=1, le=100_000)] = 20
+    open_for: Seconds = 5.0
+    max_open_for: Seconds = 60.0
+    half_open_requests: Annotated[int, Field(ge=1, le=100)] = 1
+    max_open_percent: Annotated[int, Field(ge=0, le=100)] = 50
+
+    @model_validator(mode="after")
+    def _check_times(self) -> BreakerConfig:
+        if self.max_open_for < self.open_for:
+            raise ValueError(
+                f"max_open_for: {self.max_open_for:g} s is shorter than"
+                f" open_for ({self.open_for:g} s)"
+            )
+        return self
+
+    def policy(self) -> BreakerPolicy:
+        return BreakerPolicy(**{f.name: getattr(self, f.name) for f in fields(BreakerPolicy)})
 
 
 def split_http_url(value: str) -> SplitResult:
@@ -141,20 +160,19 @@ class UpstreamConfig(Strict):
     bounded_load: Annotated[float, Field(gt=1, le=10)] | None = None
     choices: Annotated[int, Field(ge=0, le=100)] | None = None
     health: HealthConfig = HealthConfig()
+    # None: no breaker (the implicit pool of a URL route); a section of defaults otherwise.
+    breaker: BreakerConfig | None = BreakerConfig()
 
     @classmethod
-    def single(cls, url: str) -> UpstreamConfig:
+    def single(cls, url: str) -> Self:
         """The implicit pool of a route whose `upstream` is a URL: one target, no checks.
 
-        No active checks: an arbitrary upstream need not answer GET /health. No passive
-        ones either: with nothing to fail over to, ejecting the only target would only
+        No active checks: an arbitrary upstream need not answer GET /health. No breaker
+        either: with nothing to fail over to, opening the only target's circuit would only
         turn the upstream's precise 502 or 504 into a vaguer 503, so such a route keeps
-        stage 02's behaviour exactly. A pool is what buys health checks.
+        stage 02's behaviour exactly. A pool is what buys health checks and breakers.
         """
-        return cls(
-            targets=[TargetConfig(url=url)],
-            health=HealthConfig(active=False, consecutive_failures=0),
-        )
+        return cls(targets=[TargetConfig(url=url)], health=HealthConfig(active=False), breaker=None)
 
     @field_validator("strategy")
     @classmethod

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_right
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from fractions import Fraction
 
 from .target import Target, least_loaded
@@ -151,13 +151,13 @@ class ConsistentHash:
             return None
         return self._cap(target, *self._load())
 
-    def pick(self, key: str | None) -> Target | None:
-        available = [t for t in self.targets if t.available]
+    def pick(self, key: str | None, avoid: Collection[Target] = ()) -> Target | None:
+        available = [t for t in self.targets if t.available and t not in avoid]
         if not available:
             return None
         if key is None:
             return self._keyless(available)
-        owners = (t for t in self.ring.walk(hash64(key)) if t.available)
+        owners = (t for t in self.ring.walk(hash64(key)) if t.available and t not in avoid)
         if self.factor is None:
             return next(owners, None)
         load = self._load()

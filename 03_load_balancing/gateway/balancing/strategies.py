@@ -6,8 +6,10 @@ A strategy is built once per pool with the pool's targets, keeps whatever state 
     pick(key) -> Target | None
 
 `key` is the request's hash key (only consistent hashing uses it), None when the request
-has none. The answer is None only when no target is available. Every strategy skips
-targets that are not `available` (failed active checks, or ejected), so health is
+has none; `avoid` holds targets a retry should not go back to (stage 04: the ones this
+request already tried), which the strategy skips like unavailable ones. The answer is
+None only when no target is available. Every strategy skips
+targets that are not `available` (failed active checks, or an open breaker), so health is
 enforced in one place for all of them, and a later stage can add a strategy without
 touching health at all.
 
@@ -19,7 +21,7 @@ every strategy by its name in gateway.toml. Consistent hashing lives in ring.py.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from .ring import ConsistentHash
@@ -34,7 +36,7 @@ class Strategy(Protocol):
 
     name: str
 
-    def pick(self, key: str | None) -> Target | None: ...
+    def pick(self, key: str | None, avoid: Collection[Target] = ()) -> Target | None: ...
 
 
 class RoundRobin:
@@ -51,11 +53,11 @@ class RoundRobin:
         self.targets = list(targets)
         self._cursor = 0
 
-    def pick(self, key: str | None) -> Target | None:
+    def pick(self, key: str | None, avoid: Collection[Target] = ()) -> Target | None:
         n = len(self.targets)
         for step in range(n):
             target = self.targets[(self._cursor + step) % n]
-            if target.available:
+            if target.available and target not in avoid:
                 self._cursor = (self._cursor + step + 1) % n
                 return target
         return None
@@ -72,7 +74,7 @@ class WeightedRoundRobin:
 
     nginx also keeps an `effective_weight` that it lowers after a failure and raises back
     by one per success, so a flaky peer gets less traffic before it is marked down. Here
-    failures are handled by passive health (outlier.py) for every strategy alike.
+    failures are handled by the circuit breaker (breaker.py) for every strategy alike.
     """
 
     name = "weighted_round_robin"
@@ -81,11 +83,11 @@ class WeightedRoundRobin:
         self.targets = list(targets)
         self._current = [0] * len(self.targets)
 
-    def pick(self, key: str | None) -> Target | None:
+    def pick(self, key: str | None, avoid: Collection[Target] = ()) -> Target | None:
         best = -1
         total = 0
         for i, target in enumerate(self.targets):
-            if not target.available:
+            if not target.available or target in avoid:
                 continue
             self._current[i] += target.weight
             total += target.weight
@@ -135,8 +137,8 @@ class LeastConnections:
         self._rng = rng or random.Random()
         self._current = {id(t): 0 for t in self.targets}  # smooth WRR among ties
 
-    def pick(self, key: str | None) -> Target | None:
-        candidates = [t for t in self.targets if t.available]
+    def pick(self, key: str | None, avoid: Collection[Target] = ()) -> Target | None:
+        candidates = [t for t in self.targets if t.available and t not in avoid]
         if not candidates:
             return None
         if self.choices is not None and self.choices < len(candidates):

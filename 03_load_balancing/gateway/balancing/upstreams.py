@@ -13,8 +13,8 @@ from collections.abc import Iterator, Mapping
 from aiohttp import ClientSession
 
 from .active import ActiveHealthChecker, http_probe
+from .breaker import CircuitBreaker
 from .config import UpstreamConfig
-from .outlier import OutlierDetector
 from .pool import UpstreamPool
 from .strategies import STRATEGIES
 from .target import Clock, Target
@@ -29,11 +29,11 @@ def build_pool(
 ) -> UpstreamPool:
     targets = [Target(t.url, t.weight) for t in config.targets]
     strategy = STRATEGIES[config.strategy](config, targets, rng or random.Random())
-    outlier = None
-    if config.health.consecutive_failures:
-        outlier = OutlierDetector(name, targets, config.health.outlier_policy(), clock)
+    breaker = None
+    if config.breaker is not None and config.breaker.policy().enabled:
+        breaker = CircuitBreaker(name, targets, config.breaker.policy(), clock)
     return UpstreamPool(
-        name, targets, strategy, key_source=config.key_source, outlier=outlier, clock=clock
+        name, targets, strategy, key_source=config.key_source, breaker=breaker, clock=clock
     )
 
 

@@ -5,7 +5,7 @@ policy.py      ChannelPolicy: one route's resolved settings, built once at start
 channel.py     Channel.forward: shed, bulkhead, then tries under a deadline, then relay
 deadline.py    the deadline every try and backoff fits in, the per-try timer, the header
 retry.py       when a failed try may go again, full-jitter backoff, Retry-After, replay
-budget.py      the retry budget: retries in flight <= 20% of requests in flight
+budget.py      the retry budget: over any 10 s, retries <= 20% of requests + 3 a second
 bulkhead.py    places per upstream with a bounded queue (503), the gateway-wide shedder
 hedge.py       hedged requests: a second try after the route's p95, first answer wins
 websocket.py   WebSocket: the upgrade routed, then messages relayed both ways

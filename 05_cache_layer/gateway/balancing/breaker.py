@@ -1,10 +1,11 @@
-"""Circuit breakers: stop sending requests to a target that keeps failing them, then test it.
+"""Passive health as a circuit breaker: stop sending requests to a target that keeps
+failing them, then test it with one.
 
-One mechanism, where stage 03 had passive health (outlier ejection) and a gateway with
-retries would be tempted to add a second ("circuit breaking") beside it. Both answer the
-same question from the same evidence, the outcome of real requests, so two of them would
-only disagree: one ejects, the other still counts the target as closed. Here 03's outlier
-detection grows the two things it lacked and becomes the breaker:
+Active checks (active.py) ask a target every few seconds; passive health watches the
+outcome of real requests, so it reacts within a handful of them. The classic form is
+outlier ejection (nginx's max_fails, HAProxy's observe): eject after N failures in a row,
+let the target back when a timer runs out. Here it grows the two things that form lacks,
+and becomes a circuit breaker:
 
     closed --(5 failures in a row, or >= 50% of >= 20 requests in the last 10 s fail)--> open
     open --(open_for seconds: 5 s, then 10 s, 15 s, ... up to max_open_for)--> half-open
@@ -14,8 +15,8 @@ detection grows the two things it lacked and becomes the breaker:
 - *Open* targets are skipped by every strategy at once: no request waits to fail on them
   (fail fast), and when a whole pool is open the answer is an immediate 503.
 - *Half-open* admits `half_open_requests` real requests at a time, as probes. Their
-  outcome decides: closed again, or open for longer. 03 let an ejected target back with
-  its full share of traffic at once; a half-open breaker risks one request.
+  outcome decides: closed again, or open for longer. Plain ejection lets a target back
+  with its full share of traffic at once; a half-open breaker risks one request.
 - An error *rate* opens it too, not only a streak: a target failing 30% of requests may
   never fail five in a row, and still ruins every third request.
 - Open time grows with each opening (`open_for × n`, n decaying while the target
@@ -24,9 +25,9 @@ detection grows the two things it lacked and becomes the breaker:
 
 Names elsewhere: Envoy calls this outlier detection (consecutive_5xx, failure_percentage,
 ejection time growing with `base_ejection_time`), and keeps the word *circuit breaker*
-for limits on connections and requests in flight, which stage 04 calls bulkheads
-(gateway/channel/bulkhead.py). resilience4j and Hystrix call it a circuit breaker, with
-the same closed/open/half-open states, per service rather than per host.
+for limits on connections and requests in flight, which stage 04 calls bulkheads.
+resilience4j and Hystrix call it a circuit breaker, with the same closed/open/half-open
+states, per service rather than per host.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The channel's settings in gateway.toml: timeouts, retries, hedging, the retry budget.
+"""The channel's settings in gateway.toml: timeouts, retries, hedging, the retry budget,
+bulkheads.
 
     [timeouts]                      # every route's defaults
     connect = 2.0                   # one TCP connect
@@ -24,6 +25,11 @@
     retries = { attempts = 2, on = ["connect-failure"] }
     hedge = { after = 0.05 }        # or after = "p95": a second try when the first is slow
     websocket = true                # take WebSocket upgrades on this route
+
+    [upstreams.users.bulkhead]      # how much of the gateway one upstream may take
+    max_concurrent = 256            # requests in flight to it at once
+    max_queue = 128                 # requests waiting for one of those places
+    queue_timeout = 1.0             # a place, or 503 with Retry-After
 
 A route's table overrides the defaults key by key; what it leaves out, it inherits.
 """
@@ -110,3 +116,12 @@ class HedgeConfig(Strict):
 class RetryBudgetConfig(Strict):
     ratio: Annotated[float, Field(ge=0, le=1)] = 0.2
     min_per_second: Annotated[float, Field(ge=0, le=100_000)] = 3.0
+
+
+class BulkheadConfig(Strict):
+    """How much of the gateway one upstream may take (bulkhead.py). A section of the
+    pool's, [upstreams.NAME.bulkhead]: gateway/config.py's PoolConfig adds it."""
+
+    max_concurrent: Annotated[int, Field(ge=1, le=100_000)] = 256
+    max_queue: Annotated[int, Field(ge=0, le=100_000)] = 128
+    queue_timeout: Seconds = 1.0

@@ -14,14 +14,7 @@ upstreams.py   every pool built from config, with its health-check tasks
 
 from .active import ActiveHealthChecker, ActivePolicy, Probe, http_probe
 from .breaker import BreakerPolicy, CircuitBreaker, is_failure
-from .config import (
-    BreakerConfig,
-    BulkheadConfig,
-    HealthConfig,
-    TargetConfig,
-    UpstreamConfig,
-    unknown_upstreams,
-)
+from .config import BreakerConfig, HealthConfig, TargetConfig, UpstreamConfig, unknown_upstreams
 from .keys import KeySource
 from .pool import Lease, NoHealthyTarget, UpstreamPool
 from .ring import ConsistentHash, HashRing, hash64
@@ -35,7 +28,6 @@ __all__ = [
     "ActivePolicy",
     "BreakerConfig",
     "BreakerPolicy",
-    "BulkheadConfig",
     "CircuitBreaker",
     "Clock",
     "ConsistentHash",

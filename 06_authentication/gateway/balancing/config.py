@@ -26,11 +26,6 @@
     half_open_requests = 1          # probes at a time, and successes needed to close
     max_open_percent = 50
 
-    [upstreams.users.bulkhead]      # how much of the gateway one upstream may take
-    max_concurrent = 256            # requests in flight to it at once
-    max_queue = 128                 # requests waiting for one of those places
-    queue_timeout = 1.0             # a place, or 503 with Retry-After
-
 A setting the chosen strategy would ignore is an error, not a silent no-op: someone who
 writes `bounded_load = 1.25` under a round-robin upstream believes hot keys are capped.
 Models are strict and forbid unknown keys, like the rest of gateway.toml; a cross-field
@@ -43,7 +38,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 from urllib.parse import SplitResult, urlsplit
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
@@ -62,30 +57,8 @@ POOL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 UpstreamName = Annotated[str, StringConstraints(pattern=rf"^{POOL_NAME.pattern}$")]
 
 
-# Stage 03's passive-health keys, and what this stage calls them in [upstreams.NAME.breaker].
-MOVED_TO_BREAKER = {
-    "consecutive_failures": "consecutive_failures",
-    "base_ejection_time": "open_for",
-    "max_ejection_time": "max_open_for",
-    "max_ejection_percent": "max_open_percent",
-}
-
-
 class HealthConfig(Strict):
     """Active checks: a probe of every target on a timer (active.py)."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _moved_keys(cls, data: Any) -> Any:
-        # A stage 03 config should fail with directions, not with "unknown key".
-        if isinstance(data, dict):
-            for old, new in MOVED_TO_BREAKER.items():
-                if old in data:
-                    raise ValueError(
-                        f"{old}: passive health is the circuit breaker from stage 04 on;"
-                        f" write it as {new} in [upstreams.NAME.breaker]"
-                    )
-        return data
 
     active: bool = True
     path: str = "/health"
@@ -140,14 +113,6 @@ class BreakerConfig(Strict):
         return BreakerPolicy(**{f.name: getattr(self, f.name) for f in fields(BreakerPolicy)})
 
 
-class BulkheadConfig(Strict):
-    """How much of the gateway one upstream may take (gateway/channel/bulkhead.py)."""
-
-    max_concurrent: Annotated[int, Field(ge=1, le=100_000)] = 256
-    max_queue: Annotated[int, Field(ge=0, le=100_000)] = 128
-    queue_timeout: Seconds = 1.0
-
-
 def split_http_url(value: str) -> SplitResult:
     """`value` split into its parts if it is an http:// URL; ValueError says what is wrong.
 
@@ -197,17 +162,15 @@ class UpstreamConfig(Strict):
     health: HealthConfig = HealthConfig()
     # None: no breaker (the implicit pool of a URL route); a section of defaults otherwise.
     breaker: BreakerConfig | None = BreakerConfig()
-    bulkhead: BulkheadConfig = BulkheadConfig()
 
     @classmethod
-    def single(cls, url: str) -> UpstreamConfig:
+    def single(cls, url: str) -> Self:
         """The implicit pool of a route whose `upstream` is a URL: one target, no checks.
 
         No active checks: an arbitrary upstream need not answer GET /health. No breaker
         either: with nothing to fail over to, opening the only target's circuit would only
         turn the upstream's precise 502 or 504 into a vaguer 503, so such a route keeps
-        stage 02's behaviour exactly. A pool is what buys health checks and breakers. The
-        bulkhead's defaults still apply: one slow upstream must not take every socket.
+        stage 02's behaviour exactly. A pool is what buys health checks and breakers.
         """
         return cls(targets=[TargetConfig(url=url)], health=HealthConfig(active=False), breaker=None)
 

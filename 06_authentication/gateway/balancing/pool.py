@@ -1,6 +1,6 @@
 """An upstream pool: named targets, one strategy, health, and leases that count in-flight.
 
-The channel (gateway/channel/) uses a pool in three steps, once per try:
+The gateway's handler uses a pool in three steps (stage 04's channel: once per try):
 
     lease = pool.acquire(key, avoid=tried)        # pick + count, or NoHealthyTarget
     with lease:                                   # in_flight - 1 on the way out
@@ -11,8 +11,8 @@ The channel (gateway/channel/) uses a pool in three steps, once per try:
 no other request can slip in between "choose the least loaded" and "it is now loaded":
 least-connections and bounded loads see every request that has been placed. `report`
 feeds the circuit breaker; a lease that ends without a report (the client went away)
-counts neither way. `avoid` keeps a retry off the targets the request already tried,
-when there is any other.
+counts neither way. `avoid` keeps a retry (stage 04) off the targets the request already
+tried, when there is any other.
 """
 
 from __future__ import annotations

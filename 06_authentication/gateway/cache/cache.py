@@ -94,9 +94,9 @@ class Cache:
     def middleware(self) -> Middleware:
         @web.middleware
         async def cache(request: web.Request, handler: Handler) -> web.StreamResponse:
-            found = request.get(ROUTE)
-            policy = None if found is None else found.route.cache
-            if policy is None or found is None:
+            found = request[ROUTE]  # every request on the public port is routed
+            policy = found.route.cache
+            if policy is None:
                 return await handler(request)
             method = request.method
             if method not in ("GET", "HEAD"):

@@ -160,9 +160,7 @@ class Authenticator:
     def middleware(self) -> Middleware:
         @web.middleware
         async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-            found = request.get(ROUTE)
-            if found is None:
-                return await handler(request)
+            found = request[ROUTE]  # every request on the public port is routed
             policy = found.route.auth
             if policy.mode == "public":
                 if not self.spoofable.any(request.headers):

@@ -114,8 +114,8 @@ class Limiter:
     def middleware(self) -> Middleware:
         @web.middleware
         async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-            found = request.get(ROUTE)
-            policy = None if found is None else found.route.rate_limit
+            found = request[ROUTE]  # every request on the public port is routed
+            policy = found.route.rate_limit
             if policy is None:
                 return await handler(request)
             who = key_of(request, policy.key, self.addresses)
