@@ -56,7 +56,7 @@ class BadRequest(GatewayError):
 
 
 class RequestTimeout(GatewayError):
-    """The request head did not arrive in time (gateway/server.py's header timeout)."""
+    """The request head did not arrive in time (gateway/protocol.py's header timeout)."""
 
     status, title, slug = 408, "Request Timeout", "request-timeout"
 
@@ -109,7 +109,7 @@ def problem_response(
 def problem_body(
     status: int, title: str, detail: str, type_: str, instance: str, request_id: str
 ) -> bytes:
-    """The RFC 9457 document itself, as bytes (gateway/server.py writes some by hand)."""
+    """The RFC 9457 document itself, as bytes (gateway/protocol.py writes some by hand)."""
     body: dict[str, Any] = {
         "type": type_,
         "title": title,

@@ -5,6 +5,7 @@
 meets them:
 
 - `server.py`     listening socket(s), worker processes, signals, graceful shutdown
+- `protocol.py`   each client connection's HTTP/1.1: malformed heads and slow ones
 - `app.py`        the aiohttp application: lifecycle, the middleware chain, the handler
 - `requestid.py`  X-Request-ID: kept or generated, and stamped on every log line
 - `accesslog.py`  one line per request

@@ -45,7 +45,7 @@ class ServerConfig(Strict):
     # default): this must stay below that, or the "graceful" part never happens.
     shutdown_timeout: Annotated[float, Field(ge=0, le=3600)] = 10.0
     # A client must complete each request head (request line and headers) within this
-    # long, or it is answered 408 and disconnected (gateway/server.py: slow clients).
+    # long, or it is answered 408 and disconnected (gateway/protocol.py: slow clients).
     header_timeout: Seconds = 10.0
     # The request's header fields together, in bytes; more is a 431 (gateway/limits.py).
     max_header_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = 32 * 1024

@@ -5,6 +5,7 @@
 meets them:
 
 - `server.py`     listening socket(s), the admin socket, workers, signals, shutdown
+- `protocol.py`   each client connection's HTTP/1.1: malformed heads and slow ones
 - `app.py`        the aiohttp applications: lifecycle, the middleware chain, the handler
 - `admin.py`      the admin listener: health, upstreams, breakers, budgets, as JSON
 - `requestid.py`  X-Request-ID: kept or generated, and stamped on every log line

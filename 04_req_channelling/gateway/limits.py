@@ -6,7 +6,7 @@ services that may choke on a tenth of it. RFC 6585 §5 gives the answer for "too
 431 Request Header Fields Too Large. The default, 32 KiB, is nginx's 4 × 8 KiB
 `large_client_header_buffers`; Envoy allows 60 KiB (`max_request_headers_kb`). A single
 line over aiohttp's 8190 bytes is a 431 too, answered before any middleware runs
-(gateway/server.py), and so is a 129th header.
+(gateway/protocol.py), and so is a 129th header.
 
 The check runs after the head was parsed, which costs nothing extra to hold: aiohttp has
 already bounded it. It is a middleware right after the error handler, so the answer is a

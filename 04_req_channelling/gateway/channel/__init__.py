@@ -3,6 +3,7 @@
 config.py      [timeouts], [retries], [retry_budget] and a route's own tables, validated
 policy.py      ChannelPolicy: one route's resolved settings, built once at start-up
 channel.py     Channel.forward: shed, bulkhead, then tries under a deadline, then relay
+tried.py       one try's outcome (answer, failure, timeout, cancelled) and its lease
 deadline.py    the deadline every try and backoff fits in, the per-try timer, the header
 retry.py       when a failed try may go again, full-jitter backoff, Retry-After, replay
 budget.py      the retry budget: over any 10 s, retries <= 20% of requests + 3 a second

@@ -19,9 +19,8 @@ import asyncio
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-from aiohttp import ClientResponse, web
+from aiohttp import web
 
 from gateway.accesslog import UPSTREAM
 from gateway.balancing import Clock, Lease, NoHealthyTarget, Target, UpstreamPool, Upstreams
@@ -30,12 +29,14 @@ from gateway.proxy import Body, Proxy, UpstreamError, UpstreamRequest
 from gateway.routing import RouteMatch
 
 from . import deadline as deadlines
+from . import tried as outcomes
 from .budget import RetryBudget
 from .bulkhead import Bulkhead, LoadShedder
 from .deadline import Deadline, TryTimer
-from .hedge import LatencyTracker
+from .hedge import LatencyTracker, first_answer
 from .policy import ChannelPolicy
 from .retry import backoff, may_retry_failure, may_retry_status, replayable_body, retry_after
+from .tried import Tried
 
 # Which try this is (to the upstream), how many it took (to the client): Envoy's
 # x-envoy-attempt-count, which it sends both ways when asked to. A service can tell a
@@ -52,16 +53,6 @@ def _count(n: int) -> str:
 
 class DeadlineExceeded(GatewayError):
     status, title, slug = 504, "Gateway Timeout", "deadline-exceeded"
-
-
-@dataclass(slots=True)
-class Tried:
-    """One try's outcome: a response head, or a failure (and which limit it hit)."""
-
-    lease: Lease
-    response: ClientResponse | None = None
-    failure: UpstreamError | None = None
-    deadline_passed: bool = False
 
 
 class Channel:
@@ -126,16 +117,16 @@ class Channel:
                         try:
                             response = await self.proxy.open(upstream_request)
                         except asyncio.CancelledError:
-                            outcome = _cancelled(lease, timer, limit, by_deadline)
+                            outcome = outcomes.cancelled(lease, timer, limit, by_deadline)
                             if outcome is None:
                                 raise  # the client left
                         except UpstreamError as failure:
-                            outcome = _failed(lease, timer, failure)
+                            outcome = outcomes.failed(lease, timer, failure)
                         except BaseException:  # the client's body broke off (BadRequest)
-                            _abandon(lease, timer)
+                            outcomes.abandon(lease, timer)
                             raise
                         else:
-                            outcome = _answered(lease, timer, response, limit, by_deadline)
+                            outcome = outcomes.answered(lease, timer, response, limit, by_deadline)
                     else:
                         outcome = await self._hedged(
                             request, found, pool, key, tried, lease, body, deadline
@@ -244,7 +235,7 @@ class Channel:
             self._open(request, found, second_lease, body, deadline, len(tried), tracker)
         )
         try:
-            return await _first_answer(first, second)
+            return await first_answer(first, second)
         finally:
             self.budget.release()
 
@@ -299,106 +290,19 @@ class Channel:
         try:
             response = await self.proxy.open(upstream_request)
         except asyncio.CancelledError:
-            outcome = _cancelled(lease, timer, limit, by_deadline)
+            outcome = outcomes.cancelled(lease, timer, limit, by_deadline)
             if outcome is None:
                 raise  # a hedge that lost, or a client that left
             return outcome
         except UpstreamError as failure:
-            return _failed(lease, timer, failure)
+            return outcomes.failed(lease, timer, failure)
         except BaseException:
-            _abandon(lease, timer)
+            outcomes.abandon(lease, timer)
             raise
-        outcome = _answered(lease, timer, response, limit, by_deadline)
+        outcome = outcomes.answered(lease, timer, response, limit, by_deadline)
         if outcome.response is not None:
             tracker.record(self.clock() - started)  # the route's p95 comes from these
         return outcome
 
 
 # How a try ended, the same whether it ran inline (Channel.forward) or as a hedge's task.
-
-
-def _cancelled(
-    lease: Lease, timer: TryTimer | None, limit: float | None, by_deadline: bool
-) -> Tried | None:
-    """The try's own timer fired: a timeout. None: someone else cancelled it (a hedge that
-    lost, a client that left); the target is freed and the caller re-raises."""
-    if timer is None or not timer.stop():
-        lease.release()
-        return None
-    return _timed_out(lease, limit, by_deadline)
-
-
-def _abandon(lease: Lease, timer: TryTimer | None) -> None:
-    """Neither an answer nor the upstream's failure (the client's body broke off): free
-    the target, report nothing about it, and make sure the timer cannot fire later."""
-    if timer is not None:
-        timer.stop()
-    lease.release()
-
-
-def _failed(lease: Lease, timer: TryTimer | None, failure: UpstreamError) -> Tried:
-    if timer is not None:
-        timer.stop()
-    return Tried(lease, failure=failure)
-
-
-def _answered(
-    lease: Lease,
-    timer: TryTimer | None,
-    response: ClientResponse,
-    limit: float | None,
-    by_deadline: bool,
-) -> Tried:
-    if timer is not None and timer.stop():
-        # The time ran out just as the head arrived: too late, like any other timeout.
-        response.close()
-        return _timed_out(lease, limit, by_deadline)
-    return Tried(lease, response=response)
-
-
-def _timed_out(lease: Lease, limit: float | None, by_deadline: bool) -> Tried:
-    detail = f"the upstream did not answer within the try's {limit:g} s"
-    return Tried(lease, failure=UpstreamError("timeout", True, detail), deadline_passed=by_deadline)
-
-
-async def _first_answer(first: asyncio.Future[Tried], second: asyncio.Future[Tried]) -> Tried:
-    """The first try with a response head wins; the other is cancelled, and its target
-    hears nothing (a cancelled try says nothing about it). If both fail, the first try's
-    failure is the answer and both failures count against their targets."""
-    pending = {first, second}
-    failed: list[Tried] = []
-    try:
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            answers = [t.result() for t in (first, second) if t in done]
-            winner = next((a for a in answers if a.response is not None), None)
-            failed += [a for a in answers if a.response is None]
-            if winner is not None:
-                for other in answers:
-                    if other is not winner:
-                        _discard(other)
-                for loser in failed:
-                    loser.lease.report(None)
-                    loser.lease.release()
-                return winner
-        kept, *others = failed  # `first` completes first or together: its failure leads
-        for other in others:
-            other.lease.report(None)
-            other.lease.release()
-        return kept
-    finally:
-        for task in pending:
-            task.cancel()  # _open releases its lease when cancelled
-            task.add_done_callback(_discard_if_answered)
-
-
-def _discard(outcome: Tried) -> None:
-    if outcome.response is not None:
-        outcome.response.close()
-    outcome.lease.release()
-
-
-def _discard_if_answered(task: asyncio.Future[Tried]) -> None:
-    """A loser that got its answer before the cancellation reached it: drop the answer."""
-    if not task.cancelled() and task.exception() is None:
-        _discard(task.result())

@@ -14,7 +14,10 @@ recent, and free of a sort per request (it is recomputed every 50 samples).
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
+
+from .tried import Tried, discard, discard_if_answered
 
 SAMPLES = 200
 RECOMPUTE_EVERY = 50
@@ -48,3 +51,34 @@ class LatencyTracker:
         if isinstance(after, str):
             return self._p95
         return after
+
+
+async def first_answer(first: asyncio.Future[Tried], second: asyncio.Future[Tried]) -> Tried:
+    """The first try with a response head wins; the other is cancelled, and its target
+    hears nothing (a cancelled try says nothing about it). If both fail, the first try's
+    failure is the answer and both failures count against their targets."""
+    pending = {first, second}
+    failed: list[Tried] = []
+    try:
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            answers = [t.result() for t in (first, second) if t in done]
+            winner = next((a for a in answers if a.response is not None), None)
+            failed += [a for a in answers if a.response is None]
+            if winner is not None:
+                for other in answers:
+                    if other is not winner:
+                        discard(other)
+                for loser in failed:
+                    loser.lease.report(None)
+                    loser.lease.release()
+                return winner
+        kept, *others = failed  # `first` completes first or together: its failure leads
+        for other in others:
+            other.lease.report(None)
+            other.lease.release()
+        return kept
+    finally:
+        for task in pending:
+            task.cancel()  # _open releases its lease when cancelled
+            task.add_done_callback(discard_if_answered)
