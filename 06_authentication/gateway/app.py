@@ -20,8 +20,8 @@ exception from routing or proxying escapes as a traceback. The head limits (431)
 an oversized request before any work is spent on it. Routing comes next, before any
 concern that depends on the route, so there is exactly one place where a path is
 matched and every later step agrees on which route a request belongs to. The cache comes
-right after routing, because its policy is the route's, and before the channel, so that a
-hit costs no bulkhead place, retry or upstream connection (gateway/cache/cache.py).
+after routing, because its policy is the route's, and last, right before the channel, so
+that a hit costs no bulkhead place, retry or upstream connection (gateway/cache/cache.py).
 
 Authentication sits between the two: after routing, because the route says what it
 needs (public, an API key, a token, which scopes), and before the cache and everything

@@ -14,6 +14,7 @@ import sys
 from rich.console import Console
 
 from common.bench.load import MAX_SECONDS
+from common.bench.measured import write as write_measured
 from common.bench.report import markdown, print_rich
 from common.bench.run import BenchError, BenchOptions, find_stage, run_bench
 
@@ -76,7 +77,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--markdown",
         action="store_true",
-        help="print the table as Markdown (for ARCHITECTURE.md 'Measured')",
+        help="print the table as Markdown",
+    )
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help="--markdown, also written into the stage's MEASURED.md",
     )
     return parser.parse_args(argv)
 
@@ -112,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     if stage_dir is None:
         why = "--no-gateway" if args.no_gateway else "no stage has a gateway/ package yet"
         report.notes.append(f"No gateway rows: {why}.")
-    if args.markdown:
-        print(markdown(report), end="")
+    if args.markdown or args.write:
+        text = markdown(report)
+        print(text, end="")
+        if args.write and stage_dir is not None:
+            err.print(f"written: {write_measured(stage_dir, 'bench', text)}", highlight=False)
     else:
         print_rich(report, out)
     return 0

@@ -615,12 +615,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", default="03", help="the stage to compare with (03)")
     parser.add_argument("--after", default="04", help="the stage with the channel (04)")
     parser.add_argument("--quick", action="store_true", help="shorter runs (about half)")
-    parser.add_argument("--markdown", action="store_true", help="Markdown for ARCHITECTURE.md")
+    parser.add_argument("--markdown", action="store_true", help="Markdown tables")
+    parser.add_argument(
+        "--write", action="store_true", help="--markdown, also written into the stage's MEASURED.md"
+    )
     parser.add_argument(
         "--only", type=int, action="append", choices=range(1, 7), default=[],
         metavar="N", help="run scenario N only (1-6; repeatable)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    args.markdown = args.markdown or args.write
     try:
         before, after = find_stage(args.before, "--before"), find_stage(args.after, "--after")
     except BenchError as exc:
@@ -634,7 +638,8 @@ def main(argv: list[str] | None = None) -> int:
             f"[red]channelling-bench:[/] {exc}", highlight=False
         )
         return 2
-    return report(sections, machine_summary(), console, args.markdown)
+    measured = (after, "channelling-bench") if args.write else None
+    return report(sections, machine_summary(), console, args.markdown, measured)
 
 
 if __name__ == "__main__":

@@ -30,8 +30,12 @@ def compare_main(argv: list[str] | None, *, name: str, what: str, before: str, a
     parser.add_argument("--before", default=before, help=f"the stage without {what} ({before})")
     parser.add_argument("--after", default=after, help=f"the stage with {what} ({after})")
     parser.add_argument("--quick", action="store_true", help="shorter runs")
-    parser.add_argument("--markdown", action="store_true", help="Markdown for ARCHITECTURE.md")
+    parser.add_argument("--markdown", action="store_true", help="Markdown tables")
+    parser.add_argument(
+        "--write", action="store_true", help="--markdown, also written into the stage's MEASURED.md"
+    )
     args = parser.parse_args(argv)
+    args.markdown = args.markdown or args.write
     try:
         old, new = find_stage(args.before, "--before"), find_stage(args.after, "--after")
     except BenchError as exc:
@@ -43,4 +47,5 @@ def compare_main(argv: list[str] | None, *, name: str, what: str, before: str, a
     except (RuntimeError, OSError, LoadError) as exc:
         Console(stderr=True, soft_wrap=True).print(f"[red]{name}:[/] {exc}", highlight=False)
         return 2
-    return report(sections, machine_summary(), console, args.markdown)
+    measured = (new, name) if args.write else None
+    return report(sections, machine_summary(), console, args.markdown, measured)

@@ -38,14 +38,17 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 
 from gateway.balancing import ConsistentHash, HashRing, Lease, Target, UpstreamPool, hash64
 from rich.console import Console
 
 from common.bench import lb_slow
-from common.bench.lb_report import Section, bar, print_markdown, print_rich
+from common.bench.lb_report import Section, bar, report
 from common.bench.run import machine_summary
 from common.bench.workloads import zipf_keys
+
+STAGE = Path.cwd()  # `make lb-bench` runs it in 03_load_balancing, the stage it measures
 
 STDDEV_TARGET = 8.0  # % of the mean share with 160 virtual nodes, for N <= 100
 MOVE_TARGET = 1.1  # keys moved when one of N targets is removed, in units of 1/N
@@ -246,9 +249,13 @@ def bounded_loads() -> list[Section]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lb_bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--markdown", action="store_true", help="Markdown for ARCHITECTURE.md")
+    parser.add_argument("--markdown", action="store_true", help="Markdown tables")
+    parser.add_argument(
+        "--write", action="store_true", help="--markdown, also written into 03's MEASURED.md"
+    )
     parser.add_argument("--no-live", action="store_true", help="skip part 3 (starts processes)")
     args = parser.parse_args(argv)
+    args.markdown = args.markdown or args.write
     console = Console(stderr=args.markdown)
     if not console.is_terminal:
         console = Console(stderr=args.markdown, width=100)  # logs and pipes: no truncation
@@ -266,12 +273,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 130
     with console.status("4. bounded loads..."):
         sections += bounded_loads()
-    if args.markdown:
-        print_markdown(sections, machine_summary())
-    else:
-        print_rich(sections, machine_summary(), console)
     # Exit status 1 when a target is missed, so `make lb-bench` fails loudly.
-    return 0 if all(met is not False for s in sections for _, met in s.verdicts) else 1
+    measured = (STAGE, "lb-bench") if args.write else None
+    return report(sections, machine_summary(), console, args.markdown, measured)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
-"""lb-bench's output: rich tables with bars for the terminal, Markdown for ARCHITECTURE.md."""
+"""The benches' output: rich tables with bars for the terminal, Markdown for a stage's
+MEASURED.md (common/bench/measured.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
+
+from common.bench.measured import write as write_measured
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 
@@ -50,29 +54,47 @@ def print_rich(sections: list[Section], machine: str, console: Console) -> None:
 
 
 def print_markdown(sections: list[Section], machine: str) -> None:
+    print(markdown_text(sections, machine), end="")
+
+
+def markdown_text(sections: list[Section], machine: str) -> str:
+    lines = []
     for section in sections:
-        print(f"**{section.title}**\n")
-        print("| " + " | ".join(section.columns) + " |")
+        lines += [f"**{section.title}**", ""]
+        lines.append("| " + " | ".join(section.columns) + " |")
         aligns = (
             "---" if i == 0 or not n.strip() else "---:" for i, n in enumerate(section.columns)
         )
-        print("|" + "|".join(aligns) + "|")
-        for row in filter(any, section.rows):
-            print("| " + " | ".join(row) + " |")
-        print()
-        for note in section.notes:
-            print(f"{note}  ")
-        for claim, met in section.verdicts:
-            print(f"{'·' if met is None else '✓' if met else '✗'} {claim}  ")
-        print()
-    print(f"Machine: {machine}")
+        lines.append("|" + "|".join(aligns) + "|")
+        lines += ["| " + " | ".join(row) + " |" for row in filter(any, section.rows)]
+        lines.append("")
+        lines += [f"{note}  " for note in section.notes]
+        lines += [
+            f"{'·' if met is None else '✓' if met else '✗'} {claim}  "
+            for claim, met in section.verdicts
+        ]
+        lines.append("")
+    lines.append(f"Machine: {machine}")
+    return "\n".join(lines) + "\n"
 
 
-def report(sections: list[Section], machine: str, console: Console, markdown: bool) -> int:
-    """Print the sections (rich, or Markdown for an ARCHITECTURE.md); the exit status: 0
-    when every judged claim was met, 1 when one was not."""
+def report(
+    sections: list[Section],
+    machine: str,
+    console: Console,
+    markdown: bool,
+    measured: tuple[Path, str] | None = None,
+) -> int:
+    """Print the sections (rich, or Markdown); the exit status: 0 when every judged claim
+    was met, 1 when one was not. With `markdown` and `measured` (a stage, the bench's
+    name), the Markdown also becomes that bench's section of the stage's MEASURED.md."""
     if markdown:
-        print_markdown(sections, machine)
+        text = markdown_text(sections, machine)
+        print(text, end="")
+        if measured is not None:
+            stage, bench = measured
+            where = write_measured(stage, bench, text)
+            console.print(f"written: {where}", highlight=False)
     else:
         print_rich(sections, machine, console)
     met = [m for s in sections for _, m in s.verdicts if m is not None]

@@ -34,12 +34,14 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from gateway.pathsafety import normalise
 from gateway.trie import Router
 from rich.console import Console
 
+from common.bench.measured import write as write_measured
 from common.bench.routers import DictScan, RegexList, route_patterns, workload
 from common.bench.trie_report import LEGEND, Row, bars, machine, markdown, ns, pct, table, verdicts
 
@@ -157,10 +159,14 @@ def routing_step(quick: bool) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples, ≤ 10 s")
-    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument("--markdown", action="store_true", help="Markdown tables")
+    parser.add_argument(
+        "--write", action="store_true", help="--markdown, also written into 02's MEASURED.md"
+    )
     args = parser.parse_args()
     # 110 columns when the output goes to a file or a pipe (rich would use 80); with
     # --markdown, stdout is the table alone and the progress goes to stderr.
+    args.markdown = args.markdown or args.write
     if args.markdown:
         console = Console(stderr=True)
     else:
@@ -171,7 +177,11 @@ def main() -> None:
         status.update("normalise + lookup")
         step = routing_step(args.quick)
     if args.markdown:
-        print(markdown(rows, [step]), end="")
+        text = markdown(rows, [step])
+        print(text, end="")
+        if args.write:
+            where = write_measured(Path.cwd(), "trie-bench", text)  # run in 02_trie_routing
+            console.print(f"written: {where}", highlight=False)
         return
     console.print(f"Machine: {machine()}", style="dim", highlight=False)
     console.print(table(rows))

@@ -21,6 +21,9 @@ IGNORED_DIRS = frozenset(
 )
 IGNORED_SUFFIXES = (".pyc",)
 ARCHITECTURE = "ARCHITECTURE.md"
+# The benches' full tables for a stage (common/bench/measured.py): like ARCHITECTURE.md,
+# the stage's own account of itself, never compared with the stage before.
+MEASURED = "MEASURED.md"
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ def stage_files(folder: Path, *, with_architecture: bool) -> dict[str, Path]:
                 continue
             path = base / name
             relpath = path.relative_to(folder).as_posix()
-            if relpath == ARCHITECTURE and not with_architecture:
+            if relpath in (ARCHITECTURE, MEASURED) and not with_architecture:
                 continue
             files[relpath] = path
     return files

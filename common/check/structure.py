@@ -30,6 +30,7 @@ TEMPLATE = [
     ("Next", "next"),
 ]
 DIAGRAM = 2
+MAX_WORDS = 3000  # words as `wc -w` counts them, code blocks included
 LOOKS_LIKE_A_STAGE = re.compile(r"^\d\d")
 
 
@@ -133,6 +134,16 @@ def check_architecture(doc: markdown.Document, path: str) -> list[Violation]:
     if diagram and not any(f.language == "mermaid" for f in diagram.fences):
         violations.append(
             Violation(path, diagram.heading.line, "the Diagram section has no ```mermaid block")
+        )
+    words = sum(len(line.split()) for line in doc.lines)
+    if words > MAX_WORDS:
+        violations.append(
+            Violation(
+                path,
+                None,
+                f"{words:,} words: at most {MAX_WORDS:,}, what a reader finishes in 15 minutes"
+                " (the benches' tables belong in MEASURED.md)",
+            )
         )
     return violations
 

@@ -168,7 +168,20 @@ def test_structure_tests_folder_without_test_files(repo: Path) -> None:
     assert (found.path, found.reason) == ("02_lean/tests", "tests/ holds no test_*.py file")
 
 
+def test_structure_an_architecture_a_reader_cannot_finish(repo: Path) -> None:
+    arch = repo / "02_lean/ARCHITECTURE.md"
+    arch.write_text(arch.read_text() + "\n" + "word " * 3000 + "\n")
+    found = only(violations(structure, repo))
+    assert found.path == "02_lean/ARCHITECTURE.md"
+    assert "words: at most 3,000" in found.reason and "MEASURED.md" in found.reason
+
+
 # --- drift ------------------------------------------------------------------------------
+
+
+def test_drift_a_stages_measured_md_is_its_own_like_its_architecture(repo: Path) -> None:
+    write(repo, "02_lean/MEASURED.md", "# 02_lean: measured\n")  # 01 has none: not "added"
+    assert violations(drift, repo) == []
 
 
 def test_drift_ignores_caches(repo: Path) -> None:

@@ -41,6 +41,12 @@ FRESHNESS_FIELDS = ("Cache-Control", "Expires", "ETag", "Last-Modified", "CDN-Ca
 class CacheTap:
     """The cache's ear on proxy.relay for one forwarded request (see proxy.Tap)."""
 
+    # One per forwarded request: slots make it a small fixed record, not a dict.
+    __slots__ = (
+        *("cache", "request", "key", "stored", "policy", "asked", "fwd", "fill"),
+        *("sent", "conditional", "background"),
+    )
+
     def __init__(
         self,
         cache: Cache,

@@ -332,11 +332,9 @@ class Authenticator:
         """The request as the upstream gets it: identity headers set from the verified
         identity, the client's own identity-family headers removed, and the credential
         removed unless the route forwards it."""
-        drop = policy.credential_headers
+        drop, spoofable = policy.credential_headers, self.spoofable
         headers = CIMultiDict(
-            (n, v)
-            for n, v in request.headers.items()
-            if n.lower() not in drop and not self.spoofable(n)
+            (n, v) for n, v in request.headers.items() if not spoofable(n) and n.lower() not in drop
         )
         headers.extend(identity.headers())
         clone = request.clone(headers=headers)

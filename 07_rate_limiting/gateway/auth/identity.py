@@ -29,7 +29,7 @@ names from what the client sent.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -87,8 +87,18 @@ class Identity:
     expires: float | None = None  # the JWT's exp (epoch seconds); None for an API key
     plan: str = ""  # the consumer's plan: which of a limit's `plans` applies (stage 07)
 
-    def headers(self) -> list[tuple[str, str]]:
+    # The identity headers, made once: an API key's identity is built at start-up and a
+    # token's is kept by the verified-token cache, and both go upstream on every request.
+    _headers: tuple[tuple[str, str], ...] = field(default=(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_headers", tuple(self._pairs()))  # frozen: set once, here
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
         """The identity headers, in a fixed order."""
+        return self._headers
+
+    def _pairs(self) -> list[tuple[str, str]]:
         pairs = [
             (CONSUMER_ID, self.consumer_id),
             (CONSUMER_NAME, self.name),
@@ -111,16 +121,28 @@ def normalise(name: str) -> str:
     return name.lower().replace("_", "-")
 
 
+MAX_VERDICTS = 4096
+
+
 class Spoofable:
     """Which client headers never reach the upstream: the families, the default names,
     plus `strip_headers`, less `keep_headers`."""
 
     def __init__(self, strip: Iterable[str] = (), keep: Iterable[str] = ()) -> None:
         self.names = (STRIPPED_NAMES | {normalise(n) for n in strip}) - {normalise(n) for n in keep}
+        # Verdicts by header name as the client spelled it: a client sends the same dozen
+        # names on every request, and each costs a normalise and a prefix scan otherwise.
+        # Bounded, since names are the client's choice.
+        self._verdicts: dict[str, bool] = {}
 
     def __call__(self, name: str) -> bool:
-        name = normalise(name)
-        return name in self.names or name.startswith(SPOOFABLE_PREFIXES)
+        verdict = self._verdicts.get(name)
+        if verdict is None:
+            normal = normalise(name)
+            verdict = normal in self.names or normal.startswith(SPOOFABLE_PREFIXES)
+            if len(self._verdicts) < MAX_VERDICTS:
+                self._verdicts[name] = verdict
+        return verdict
 
     def any(self, names: Iterable[str]) -> bool:
         """Any such header among the request's (the common case is none: then the request

@@ -40,6 +40,9 @@ from .fields import policy_field, state_field
 from .keys import ClientAddress, key_of
 from .store import MemoryStore, Store, StoreUnavailable
 
+# (each limit's algorithm, requests and window; RateLimit-Policy; each limit's key prefix)
+Granted = tuple[list[tuple[str, int, float]], str, list[str]]
+
 log = logging.getLogger("gateway.ratelimit")
 
 T = TypeVar("T")
@@ -98,9 +101,10 @@ class Limiter:
         self.addresses = ClientAddress(config.trusted_proxies)
         self.counts: Counter[str] = Counter()
         self.refusals = RefusalLog()
-        # What a route's limits are for a plan, and its RateLimit-Policy: the same for
-        # every request of that plan, so made once (the per-request work is the decision).
-        self._granted: dict[tuple[str, str], tuple[list[tuple[str, int, float]], str]] = {}
+        # What a route's limits are for a plan, its RateLimit-Policy and its keys' prefixes:
+        # the same for every request of that plan, so made once (the per-request work is
+        # the decision).
+        self._granted: dict[tuple[str, str], Granted] = {}
 
     async def forget(self, who: str) -> int:
         """A key's counts forgotten on every route, in the store and the fallback: an
@@ -150,13 +154,16 @@ class Limiter:
         if made is None:
             granted = [(limit, limit.requests_for(plan)) for limit in policy.limits]
             args = [(limit.algorithm, requests, limit.window_ms) for limit, requests in granted]
-            made = self._granted[(policy.scope, plan)] = (args, policy_field(granted))
-        args, policy_value = made
-        keys = [f"{policy.scope}|{limit.name}|{who}" for limit in policy.limits]
+            prefixes = [f"{policy.scope}|{limit.name}|" for limit in policy.limits]
+            made = self._granted[(policy.scope, plan)] = (args, policy_field(granted), prefixes)
+        args, policy_value, prefixes = made
+        keys = [prefix + who for prefix in prefixes]
         outcomes = await self._decide(policy, keys, args)
         if outcomes is None:
             return None  # failed open: no counts to show
-        refused = not all(o.allowed for o in outcomes)
+        refused = (
+            not outcomes[0].allowed if len(outcomes) == 1 else not all(o.allowed for o in outcomes)
+        )
         if refused:  # nothing was counted: the limits with room still have it all
             outcomes = [replace(o, remaining=o.remaining + 1) if o.allowed else o for o in outcomes]
         fields = (policy_value, state_field(policy.limits, outcomes))

@@ -65,6 +65,15 @@ class MemoryStore:
         """Every limit's answer; the states change only if all of them admit the request."""
         now = self.now_ms()
         self._expire(now)
+        if len(keys) == 1:  # one limit, nearly every route: no zips, no generators
+            key, (algorithm, requests, window) = keys[0], limits[0]
+            held = self.states.get(key)
+            outcome = DECIDE[algorithm](
+                held[0] if held is not None and held[1] > now else None, now, requests, window
+            )
+            if outcome.allowed:
+                self._keep(key, outcome, now)
+            return [outcome]
         outcomes = []
         for key, (algorithm, requests, window) in zip(keys, limits, strict=True):
             held = self.states.get(key)
@@ -72,12 +81,16 @@ class MemoryStore:
             outcomes.append(DECIDE[algorithm](state, now, requests, window))
         if all(o.allowed for o in outcomes):
             for key, outcome in zip(keys, outcomes, strict=True):
-                self.states[key] = (outcome.state, now + outcome.ttl_ms)
-                self.states.move_to_end(key)
-            while len(self.states) > self.max_keys:
-                self.states.popitem(last=False)
-                self.evicted += 1
+                self._keep(key, outcome, now)
         return outcomes
+
+    def _keep(self, key: str, outcome: Outcome, now: float) -> None:
+        states = self.states
+        states[key] = (outcome.state, now + outcome.ttl_ms)
+        states.move_to_end(key)
+        if len(states) > self.max_keys:
+            states.popitem(last=False)
+            self.evicted += 1
 
     def _expire(self, now: float) -> None:
         """The oldest few, when they have expired: amortised, never a full scan."""
