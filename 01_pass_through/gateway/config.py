@@ -13,6 +13,7 @@ protobuf-validated YAML (`--mode validate` checks a file without starting); ngin
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -107,11 +108,29 @@ class RouteConfig(Strict):
         return value.rstrip("/")  # a base path is kept; the trailing slash is not
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RouteDefaults:
+    """The gateway-wide sections a route's own settings fall back to, as one record for
+    routing.Route.from_config. A later concern with a per-route policy adds its section
+    here as one field (and one line in GatewayConfig.route_defaults), so the signature
+    of Route.from_config, which every stage calls, never grows."""
+
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
+
+
+ROUTE_DEFAULTS = RouteDefaults()  # as gateway.toml defaults every section: for tests
+
+
 class GatewayConfig(Strict):
     server: ServerConfig = ServerConfig()
     timeouts: TimeoutsConfig = TimeoutsConfig()
     connections: ConnectionsConfig = ConnectionsConfig()
     routes: Annotated[list[RouteConfig], Field(min_length=1)]
+
+    def route_defaults(self) -> RouteDefaults:
+        return RouteDefaults(
+            timeouts=self.timeouts,
+        )
 
 
 def load_config(path: Path, shown: str | None = None) -> GatewayConfig:

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from gateway.config import RouteConfig, TimeoutsConfig
+from gateway.config import ROUTE_DEFAULTS, RouteConfig, RouteDefaults
 from gateway.errors import NoRoute
 from gateway.proxy import Timeouts
 from gateway.requesttarget import origin_form
@@ -47,9 +47,9 @@ class Route:
     timeouts: Timeouts
 
     @classmethod
-    def from_config(cls, config: RouteConfig, timeouts: TimeoutsConfig | None = None) -> Route:
+    def from_config(cls, config: RouteConfig, defaults: RouteDefaults = ROUTE_DEFAULTS) -> Route:
         parts = urlsplit(config.upstream)
-        timeouts = timeouts or TimeoutsConfig()  # [timeouts] as gateway.toml defaults it
+        timeouts = defaults.timeouts  # [timeouts]: this stage has no per-route timeouts yet
         return cls(
             prefix=config.prefix,
             upstream=config.upstream,
@@ -90,9 +90,9 @@ class Router:
 
     @classmethod
     def from_config(
-        cls, routes: Iterable[RouteConfig], timeouts: TimeoutsConfig | None = None
+        cls, routes: Iterable[RouteConfig], defaults: RouteDefaults = ROUTE_DEFAULTS
     ) -> Router:
-        return cls(Route.from_config(route, timeouts) for route in routes)
+        return cls(Route.from_config(route, defaults) for route in routes)
 
     def __len__(self) -> int:
         return len(self._routes)

@@ -84,7 +84,7 @@ def get_only(path: str) -> web.Response:
 
 def build_app(config: GatewayConfig) -> web.Application:
     proxy = Proxy(config.connections)
-    router = Router.from_config(config.routes, config.timeouts)
+    router = Router.from_config(config.routes, config.route_defaults())
     gateway = Gateway(proxy)
 
     middlewares: list[Middleware] = [request_id_middleware]

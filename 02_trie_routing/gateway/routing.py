@@ -34,7 +34,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from gateway import trie
-from gateway.config import RouteConfig, TimeoutsConfig
+from gateway.config import ROUTE_DEFAULTS, RouteConfig, RouteDefaults
 from gateway.errors import BadPath, MethodNotAllowed, NoRoute
 from gateway.pathsafety import ENCODED_SLASH, SafePath, UnsafePath, normalise
 from gateway.patterns import REST, rewrite
@@ -59,9 +59,9 @@ class Route:
     timeouts: Timeouts
 
     @classmethod
-    def from_config(cls, config: RouteConfig, timeouts: TimeoutsConfig | None = None) -> Route:
+    def from_config(cls, config: RouteConfig, defaults: RouteDefaults = ROUTE_DEFAULTS) -> Route:
         parts = urlsplit(config.upstream)
-        timeouts = timeouts or TimeoutsConfig()  # [timeouts] as gateway.toml defaults it
+        timeouts = defaults.timeouts  # [timeouts]: this stage has no per-route timeouts yet
         return cls(
             patterns=config.patterns(),
             methods=frozenset(config.methods) if config.methods is not None else None,
@@ -124,9 +124,9 @@ class Router:
 
     @classmethod
     def from_config(
-        cls, routes: Iterable[RouteConfig], timeouts: TimeoutsConfig | None = None
+        cls, routes: Iterable[RouteConfig], defaults: RouteDefaults = ROUTE_DEFAULTS
     ) -> Router:
-        return cls(Route.from_config(route, timeouts) for route in routes)
+        return cls(Route.from_config(route, defaults) for route in routes)
 
     def __len__(self) -> int:
         return self._count

@@ -24,13 +24,16 @@ matched and every later step agrees on which route a request belongs to.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from functools import partial
 
-from aiohttp import ClientSession, DummyCookieJar, web
+from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from gateway.accesslog import UPSTREAM, access_log_middleware
 from gateway.admin import build_admin_app
 from gateway.balancing import NoHealthyTarget, Upstreams
+from gateway.concern import Concern
 from gateway.config import GatewayConfig
 from gateway.errors import NoHealthyUpstream, problem_middleware
 from gateway.limits import head_limits_middleware
@@ -82,7 +85,7 @@ class Gateway:
 def build_apps(config: GatewayConfig) -> tuple[web.Application, web.Application]:
     """(the public application, the admin application), sharing one set of pools."""
     proxy = Proxy(config.connections)
-    router = Router.from_config(config.routes, config.timeouts)
+    router = Router.from_config(config.routes, config.route_defaults())
     upstreams = Upstreams.from_config(config.pools())
     gateway = Gateway(upstreams, proxy)
 
@@ -94,23 +97,30 @@ def build_apps(config: GatewayConfig) -> tuple[web.Application, web.Application]
     middlewares.append(routing_middleware(router))
 
     app = web.Application(middlewares=middlewares)
-
-    async def upstream_session(app: web.Application) -> AsyncIterator[None]:
-        # Created inside the running event loop (a ClientSession binds to the loop that
-        # creates it) and closed on shutdown, after the requests in flight finished.
-        await proxy.start()
-        # Health probes get a small session of their own: a probe must not queue behind
-        # proxied requests for a pooled connection (that would be measuring the gateway,
-        # not the target), and probes must not use up [connections] max_connections.
-        probes = ClientSession(cookie_jar=DummyCookieJar())
-        upstreams.start_health_checks(probes)
-        yield
-        await upstreams.stop_health_checks()
-        await probes.close()
-        await proxy.close()
-
-    app.cleanup_ctx.append(upstream_session)
+    # Every concern with work to do at start and close, and views on the admin
+    # listener (gateway/concern.py), in the order they start; they close in reverse.
+    concerns: list[Concern] = [
+        upstreams,
+    ]
+    app.cleanup_ctx.append(partial(lifecycle, proxy, concerns))
     # One catch-all route: the public port answers only routes, and the gateway's own
     # Router (in routing_middleware) decides where each request goes.
     app.router.add_route("*", "/{path:.*}", gateway.handle)
-    return app, build_admin_app(upstreams)
+    admin = build_admin_app(view for concern in concerns for view in concern.admin_views())
+    return app, admin
+
+
+async def lifecycle(
+    proxy: Proxy, concerns: list[Concern], app: web.Application
+) -> AsyncIterator[None]:
+    """Start the proxy, then each concern, inside the running event loop (a ClientSession
+    binds to the loop that creates it); on shutdown, after the requests in flight
+    finished, close them in reverse. What started is closed even when a later start
+    fails (the exit stack)."""
+    async with AsyncExitStack() as started:
+        await proxy.start()
+        started.push_async_callback(proxy.close)
+        for concern in concerns:
+            await concern.start()
+            started.push_async_callback(concern.close)
+        yield

@@ -13,6 +13,7 @@ protobuf-validated YAML (`--mode validate` checks a file without starting); ngin
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -174,6 +175,19 @@ class RouteConfig(Strict):
         return f"route {methods}{self.prefix if self.prefix is not None else self.path}"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RouteDefaults:
+    """The gateway-wide sections a route's own settings fall back to, as one record for
+    routing.Route.from_config. A later concern with a per-route policy adds its section
+    here as one field (and one line in GatewayConfig.route_defaults), so the signature
+    of Route.from_config, which every stage calls, never grows."""
+
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
+
+
+ROUTE_DEFAULTS = RouteDefaults()  # as gateway.toml defaults every section: for tests
+
+
 class GatewayConfig(Strict):
     server: ServerConfig = ServerConfig()
     admin: AdminConfig = AdminConfig()
@@ -181,6 +195,11 @@ class GatewayConfig(Strict):
     connections: ConnectionsConfig = ConnectionsConfig()
     routes: Annotated[list[RouteConfig], Field(min_length=1)]
     upstreams: dict[UpstreamName, UpstreamConfig] = {}
+
+    def route_defaults(self) -> RouteDefaults:
+        return RouteDefaults(
+            timeouts=self.timeouts,
+        )
 
     def pools(self) -> dict[str, UpstreamConfig]:
         """Every pool a route sends to, by name: the [upstreams.NAME] sections, plus a pool

@@ -7,7 +7,8 @@ meets them:
 - `server.py`     listening socket(s), the admin socket, workers, signals, shutdown
 - `protocol.py`   each client connection's HTTP/1.1: malformed heads and slow ones
 - `app.py`        the aiohttp applications: lifecycle, the middleware chain, the handler
-- `admin.py`      the admin listener: health, upstreams, breakers, budgets, as JSON
+- `admin.py`      the admin listener: /health and every concern's views, as JSON
+- `concern.py`    the seam a concern plugs into: start, close, admin views
 - `requestid.py`  X-Request-ID: kept or generated, and stamped on every log line
 - `accesslog.py`  one line per request
 - `errors.py`     every error the gateway itself produces, as application/problem+json

@@ -1,12 +1,12 @@
 """The admin listener: the gateway's own endpoints, on their own socket (default :8081).
 
     GET /health       {"status": "ok", "pid"}: this process is up and serving
+
+and every concern's views (gateway/concern.py), e.g. this stage's load balancing:
+
     GET /upstreams    every pool: strategy, and each target's state (healthy, unhealthy,
-                      open, half-open), requests in flight, openings; its bulkhead
-    GET /channel      the retry budget, the load shedder, WebSocket connections
-    POST /upstreams/NAME/reset   close every breaker of pool NAME now (the upstream is
-                      fixed: no need to wait for open_for and a probe); answers the
-                      targets as they were (`before`) and as they are
+                      open, half-open), requests in flight, openings
+    POST /upstreams/NAME/reset   close every breaker of pool NAME now
 
 Until stage 02 the gateway's one endpoint of its own, `/_gateway/health`, answered on the
 public port beside the routes: it says only "this process is up". Stage 03 adds
@@ -15,7 +15,8 @@ nobody on the internet may read or call. Every production gateway keeps such end
 apart: Envoy's admin listener, Kong's Admin API, Traefik's dashboard entry point,
 HAProxy's stats socket. Here the admin listener binds 127.0.0.1 by default, and the
 public port answers only routes: a request for /_gateway/health there is routed (and,
-with no route for it, a 404) like any other. Later stages add their views here.
+with no route for it, a 404) like any other. This file stays as it is from here on: a
+later concern brings its own views (its `admin_views()`), and app.py hands them over.
 
 One worker's view: with --workers N every process balances, counts and ejects on its
 own, and each answers for itself (the pid says which).
@@ -24,79 +25,32 @@ own, and each answers for itself (the pid says which).
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Iterable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.balancing import Upstreams
-from gateway.channel.budget import RetryBudget
-from gateway.channel.bulkhead import Bulkhead, LoadShedder
-from gateway.channel.websocket import WebSockets
+from gateway.concern import AdminView, Show
 from gateway.errors import problem_middleware, problem_response
 from gateway.requestid import request_id_middleware
 
 HEALTH_PATH = "/health"
-UPSTREAMS_PATH = "/upstreams"
-CHANNEL_PATH = "/channel"
 
 
-def build_admin_app(
-    upstreams: Upstreams,
-    bulkheads: dict[str, Bulkhead],
-    budget: RetryBudget,
-    shedder: LoadShedder,
-    websockets: WebSockets,
-) -> web.Application:
+async def health() -> dict[str, object]:
+    return {"status": "ok"}
+
+
+def build_admin_app(views: Iterable[AdminView]) -> web.Application:
     app = web.Application(middlewares=[request_id_middleware, problem_middleware])
-
-    async def health() -> dict[str, object]:
-        return {"status": "ok"}
-
-    async def upstreams_view() -> dict[str, object]:
-        return {
-            "upstreams": {
-                pool.name: {
-                    "strategy": pool.strategy.name,
-                    "bulkhead": bulkheads[pool.name].snapshot(),
-                    "targets": pool.snapshot(),
-                }
-                for pool in upstreams
-            }
-        }
-
-    async def channel_view() -> dict[str, object]:
-        return {
-            "retry_budget": budget.snapshot(),
-            "load_shedder": shedder.snapshot(),
-            "websockets": websockets.open,
-        }
-
-    async def reset(request: web.Request) -> web.Response:
-        name = request.match_info["pool"]
-        pool = next((p for p in upstreams if p.name == name), None)
-        if pool is None:
-            return problem_response(
-                404, "Not Found", f"no upstream pool named {name!r}", instance=request.path
-            )
-        before = pool.snapshot()
-        if pool.breaker is not None:
-            pool.breaker.reset()
-        return web.json_response(
-            {"pid": os.getpid(), "pool": name, "before": before, "targets": pool.snapshot()}
-        )
-
-    for path, view in (
-        (HEALTH_PATH, health),
-        (UPSTREAMS_PATH, upstreams_view),
-        (CHANNEL_PATH, channel_view),
-    ):
-        app.router.add_route("*", path, _get_only(path, view))
-    app.router.add_post(UPSTREAMS_PATH + "/{pool}/reset", reset)
+    for view in (AdminView(path=HEALTH_PATH, show=health), *views):
+        app.router.add_route("*", view.path, _get_only(view.path, view.show))
+        for path, action in view.actions.items():
+            app.router.add_route("*", path, _post_only(path, action))
     return app
 
 
-def _get_only(path: str, view: Callable[[], Awaitable[dict[str, object]]]) -> Handler:
+def _get_only(path: str, view: Show) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         if request.method not in ("GET", "HEAD"):
             response = problem_response(
@@ -106,5 +60,18 @@ def _get_only(path: str, view: Callable[[], Awaitable[dict[str, object]]]) -> Ha
             return response
         # The pid tells which worker answered (python -m gateway --workers N).
         return web.json_response({"pid": os.getpid(), **await view()})
+
+    return handler
+
+
+def _post_only(path: str, action: Handler) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.method != "POST":
+            response = problem_response(
+                405, "Method Not Allowed", f"{path} answers POST only", instance=request.path
+            )
+            response.headers["Allow"] = "POST"
+            return response
+        return await action(request)
 
     return handler

@@ -13,6 +13,7 @@ protobuf-validated YAML (`--mode validate` checks a file without starting); ngin
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -191,6 +192,20 @@ class PoolConfig(UpstreamConfig):
     bulkhead: BulkheadConfig = BulkheadConfig()
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RouteDefaults:
+    """The gateway-wide sections a route's own settings fall back to, as one record for
+    routing.Route.from_config. A later concern with a per-route policy adds its section
+    here as one field (and one line in GatewayConfig.route_defaults), so the signature
+    of Route.from_config, which every stage calls, never grows."""
+
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
+    retries: RetriesConfig = field(default_factory=RetriesConfig)
+
+
+ROUTE_DEFAULTS = RouteDefaults()  # as gateway.toml defaults every section: for tests
+
+
 class GatewayConfig(Strict):
     server: ServerConfig = ServerConfig()
     admin: AdminConfig = AdminConfig()
@@ -200,6 +215,12 @@ class GatewayConfig(Strict):
     connections: ConnectionsConfig = ConnectionsConfig()
     routes: Annotated[list[RouteConfig], Field(min_length=1)]
     upstreams: dict[UpstreamName, PoolConfig] = {}
+
+    def route_defaults(self) -> RouteDefaults:
+        return RouteDefaults(
+            timeouts=self.timeouts,
+            retries=self.retries,
+        )
 
     def pools(self) -> dict[str, PoolConfig]:
         """Every pool a route sends to, by name: the [upstreams.NAME] sections, plus a pool

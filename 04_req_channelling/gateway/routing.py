@@ -34,9 +34,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from gateway import trie
-from gateway.channel.config import RetriesConfig, TimeoutsConfig
 from gateway.channel.policy import ChannelPolicy
-from gateway.config import RouteConfig
+from gateway.config import ROUTE_DEFAULTS, RouteConfig, RouteDefaults
 from gateway.errors import BadPath, MethodNotAllowed, NoRoute
 from gateway.pathsafety import ENCODED_SLASH, SafePath, UnsafePath, normalise
 from gateway.patterns import REST, rewrite
@@ -65,16 +64,11 @@ class Route:
     channel: ChannelPolicy  # tries, deadline, retries, hedging, WebSocket (gateway/channel/)
 
     @classmethod
-    def from_config(
-        cls,
-        config: RouteConfig,
-        timeouts: TimeoutsConfig | None = None,
-        retries: RetriesConfig | None = None,
-    ) -> Route:
+    def from_config(cls, config: RouteConfig, defaults: RouteDefaults = ROUTE_DEFAULTS) -> Route:
         parts = urlsplit(config.upstream)
         channel = ChannelPolicy.resolve(
-            timeouts or TimeoutsConfig(),  # [timeouts] and [retries] as gateway.toml defaults them
-            retries or RetriesConfig(),
+            defaults.timeouts,  # [timeouts] and [retries], under the route's own values
+            defaults.retries,
             config.timeouts,
             config.retries,
             config.hedge,
@@ -143,12 +137,9 @@ class Router:
 
     @classmethod
     def from_config(
-        cls,
-        routes: Iterable[RouteConfig],
-        timeouts: TimeoutsConfig | None = None,
-        retries: RetriesConfig | None = None,
+        cls, routes: Iterable[RouteConfig], defaults: RouteDefaults = ROUTE_DEFAULTS
     ) -> Router:
-        return cls(Route.from_config(route, timeouts, retries) for route in routes)
+        return cls(Route.from_config(route, defaults) for route in routes)
 
     def __len__(self) -> int:
         return self._count

@@ -6,7 +6,8 @@
                                [admin] host and port)
     --workers N                N processes on one port (see workers.py)
     --access-log / --no-access-log   override [server] access_log
-    --redis-url URL            cache in the Redis store at URL (overrides [cache] store)
+    --redis-url URL            every concern that can share its state keeps it in Redis
+                               at URL (GatewayConfig.with_redis says which)
     --check                    validate the config file and exit
 
 Exit status: 0 after a clean (graceful) stop, 2 for bad input (config file, arguments,
@@ -63,7 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--redis-url",
-        help="cache in Redis at this URL, e.g. redis://127.0.0.1:6379/0 (default: [cache])",
+        help="every concern's shared state in Redis at this URL, e.g. redis://127.0.0.1:6379/0",
     )
     parser.add_argument("--check", action="store_true", help="validate the config and exit")
     # Internal: how the --workers parent tells each worker to bind with SO_REUSEPORT, and
@@ -110,11 +111,8 @@ def with_overrides(config: GatewayConfig, args: argparse.Namespace) -> GatewayCo
         update["port"] = args.port
     if args.access_log is not None:
         update["access_log"] = args.access_log
-    changed: dict[str, object] = {"server": config.server.model_copy(update=update)}
-    if args.redis_url is not None:
-        redis = config.cache.redis.model_copy(update={"url": args.redis_url})
-        changed["cache"] = config.cache.model_copy(update={"store": "redis", "redis": redis})
-    return config.model_copy(update=changed)
+    config = config.model_copy(update={"server": config.server.model_copy(update=update)})
+    return config if args.redis_url is None else config.with_redis(args.redis_url)
 
 
 def worker_argv(args: argparse.Namespace, config: GatewayConfig) -> list[str]:
@@ -148,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     configure_logging()
+    for level, note in config.startup_notes(args.workers):
+        log.log(level, "%s", note)
     if args.workers > 1:
         inherited = tuple(fd for fd in (args.fd, args.admin_fd) if fd is not None)
         return supervise(args.workers, worker_argv(args, config), pass_fds=inherited)

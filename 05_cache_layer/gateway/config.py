@@ -12,7 +12,9 @@ protobuf-validated YAML (`--mode validate` checks a file without starting); ngin
 
 from __future__ import annotations
 
+import logging
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -194,6 +196,21 @@ class PoolConfig(UpstreamConfig):
     bulkhead: BulkheadConfig = BulkheadConfig()
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RouteDefaults:
+    """The gateway-wide sections a route's own settings fall back to, as one record for
+    routing.Route.from_config. A later concern with a per-route policy adds its section
+    here as one field (and one line in GatewayConfig.route_defaults), so the signature
+    of Route.from_config, which every stage calls, never grows."""
+
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
+    retries: RetriesConfig = field(default_factory=RetriesConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+
+
+ROUTE_DEFAULTS = RouteDefaults()  # as gateway.toml defaults every section: for tests
+
+
 class GatewayConfig(Strict):
     server: ServerConfig = ServerConfig()
     admin: AdminConfig = AdminConfig()
@@ -204,6 +221,31 @@ class GatewayConfig(Strict):
     cache: CacheConfig = CacheConfig()
     routes: Annotated[list[RouteConfig], Field(min_length=1)]
     upstreams: dict[UpstreamName, PoolConfig] = {}
+
+    def route_defaults(self) -> RouteDefaults:
+        return RouteDefaults(
+            timeouts=self.timeouts,
+            retries=self.retries,
+            cache=self.cache,
+        )
+
+    def with_redis(self, url: str) -> GatewayConfig:
+        """--redis-url: every concern that can keep its state in Redis keeps it at `url`.
+        A later concern with shared state adds its section here, in one line."""
+        return self.model_copy(
+            update={
+                "cache": self.cache.with_redis(url),
+            }
+        )
+
+    def startup_notes(self, workers: int) -> list[tuple[int, str]]:
+        """What the log says once at start-up, as (level, message): where each concern
+        keeps its state, and what the operator should know. A state that is silently per
+        process is the mistake found only when a worker's cache or quota disagrees with
+        the next one. A concern with state adds its part here; __main__.py logs them."""
+        cache = self.cache
+        where = f"redis {cache.redis.url}" if cache.store == "redis" else "memory (per process)"
+        return [(logging.INFO, f"state: cache in {where}")]
 
     def pools(self) -> dict[str, PoolConfig]:
         """Every pool a route sends to, by name: the [upstreams.NAME] sections, plus a pool

@@ -34,10 +34,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from gateway import trie
-from gateway.cache.config import CacheConfig, CachePolicy
-from gateway.channel.config import RetriesConfig, TimeoutsConfig
+from gateway.cache.config import CachePolicy
 from gateway.channel.policy import ChannelPolicy
-from gateway.config import RouteConfig
+from gateway.config import ROUTE_DEFAULTS, RouteConfig, RouteDefaults
 from gateway.errors import BadPath, MethodNotAllowed, NoRoute
 from gateway.pathsafety import ENCODED_SLASH, SafePath, UnsafePath, normalise
 from gateway.patterns import REST, rewrite
@@ -67,17 +66,11 @@ class Route:
     cache: CachePolicy | None  # None: this route does not cache (gateway/cache/)
 
     @classmethod
-    def from_config(
-        cls,
-        config: RouteConfig,
-        timeouts: TimeoutsConfig | None = None,
-        retries: RetriesConfig | None = None,
-        cache: CacheConfig | None = None,
-    ) -> Route:
+    def from_config(cls, config: RouteConfig, defaults: RouteDefaults = ROUTE_DEFAULTS) -> Route:
         parts = urlsplit(config.upstream)
         channel = ChannelPolicy.resolve(
-            timeouts or TimeoutsConfig(),  # [timeouts] and [retries] as gateway.toml defaults them
-            retries or RetriesConfig(),
+            defaults.timeouts,  # [timeouts] and [retries], under the route's own values
+            defaults.retries,
             config.timeouts,
             config.retries,
             config.hedge,
@@ -95,7 +88,7 @@ class Route:
             keep_encoded_slash=config.encoded_slash == "keep",
             timeouts=Timeouts(channel.connect, channel.read),
             channel=channel,
-            cache=CachePolicy.resolve(cache or CacheConfig(), config.cache),
+            cache=CachePolicy.resolve(defaults.cache, config.cache),
         )
 
     def request_target(self, path: SafePath, params: Mapping[str, str]) -> str:
@@ -147,13 +140,9 @@ class Router:
 
     @classmethod
     def from_config(
-        cls,
-        routes: Iterable[RouteConfig],
-        timeouts: TimeoutsConfig | None = None,
-        retries: RetriesConfig | None = None,
-        cache: CacheConfig | None = None,
+        cls, routes: Iterable[RouteConfig], defaults: RouteDefaults = ROUTE_DEFAULTS
     ) -> Router:
-        return cls(Route.from_config(route, timeouts, retries, cache) for route in routes)
+        return cls(Route.from_config(route, defaults) for route in routes)
 
     def __len__(self) -> int:
         return self._count

@@ -35,8 +35,10 @@ counts against a limit.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from functools import partial
 
-from aiohttp import ClientSession, DummyCookieJar, web
+from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from gateway.accesslog import access_log_middleware
@@ -44,11 +46,12 @@ from gateway.admin import build_admin_app
 from gateway.auth.auth import Authenticator, query_credentials
 from gateway.balancing import Upstreams
 from gateway.cache.cache import Cache
-from gateway.cache.store import MemoryStore, Store
+from gateway.cache.store import open_store
 from gateway.channel.budget import RetryBudget
 from gateway.channel.bulkhead import Bulkhead, LoadShedder
 from gateway.channel.channel import Channel
-from gateway.channel.websocket import WebSockets, is_upgrade
+from gateway.channel.websocket import is_upgrade
+from gateway.concern import Concern
 from gateway.config import GatewayConfig
 from gateway.errors import problem_middleware
 from gateway.limits import head_limits_middleware
@@ -60,23 +63,20 @@ from gateway.routing import ROUTE, Router, routing_middleware
 class Gateway:
     """The handler behind every routed path: the channel takes it from here."""
 
-    def __init__(self, channel: Channel, websockets: WebSockets) -> None:
+    def __init__(self, channel: Channel) -> None:
         self.channel = channel
-        self.websockets = websockets
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         found = request[ROUTE]  # set by routing_middleware
         if found.route.channel.websocket and is_upgrade(request):
-            return await self.websockets.relay(request, found)
+            return await self.channel.websockets.relay(request, found)
         return await self.channel.forward(request, found)
 
 
 def build_apps(config: GatewayConfig) -> tuple[web.Application, web.Application]:
     """(the public application, the admin application), sharing one set of pools."""
     proxy = Proxy(config.connections)
-    router = Router.from_config(
-        config.routes, config.timeouts, config.retries, config.cache, config.auth
-    )
+    router = Router.from_config(config.routes, config.route_defaults())
     pools = config.pools()
     upstreams = Upstreams.from_config(pools)
     bulkheads = {
@@ -87,10 +87,9 @@ def build_apps(config: GatewayConfig) -> tuple[web.Application, web.Application]
     }
     budget = RetryBudget(config.retry_budget.ratio, config.retry_budget.min_per_second)
     shedder = LoadShedder(config.server.max_in_flight)
-    websockets = WebSockets(upstreams)
-    gateway = Gateway(Channel(upstreams, proxy, bulkheads, shedder, budget), websockets)
+    channel = Channel(upstreams, proxy, bulkheads, shedder, budget)
+    gateway = Gateway(channel)
 
-    authenticator = Authenticator(config.auth, config.consumers)
     middlewares: list[Middleware] = [request_id_middleware]
     if config.server.access_log:
         hidden = query_credentials(config.auth, [route.auth for route in router.routes()])
@@ -98,43 +97,39 @@ def build_apps(config: GatewayConfig) -> tuple[web.Application, web.Application]
     middlewares.append(problem_middleware)
     middlewares.append(head_limits_middleware(config.server.max_header_bytes))
     middlewares.append(routing_middleware(router))
+    authenticator = Authenticator(config.auth, config.consumers)
     middlewares.append(authenticator.middleware())
-    cache = Cache(_store(config), config.cache)
+    cache = Cache(open_store(config.cache), config.cache)
     middlewares.append(cache.middleware())
 
     app = web.Application(middlewares=middlewares)
-
-    async def upstream_sessions(app: web.Application) -> AsyncIterator[None]:
-        # Created inside the running event loop (a ClientSession binds to the loop that
-        # creates it) and closed on shutdown, after the requests in flight finished.
-        await proxy.start()
-        await websockets.start()
-        # Health probes get a small session of their own: a probe must not queue behind
-        # proxied requests for a pooled connection (that would be measuring the gateway,
-        # not the target), and probes must not use up [connections] max_connections.
-        probes = ClientSession(cookie_jar=DummyCookieJar())
-        upstreams.start_health_checks(probes)
-        await authenticator.start()  # the issuers' keys, before the first token needs them
-        yield
-        await authenticator.close()
-        await upstreams.stop_health_checks()
-        await probes.close()
-        await websockets.close()
-        await cache.close()
-        await proxy.close()
-
-    app.cleanup_ctx.append(upstream_sessions)
+    # Every concern with work to do at start and close, and views on the admin
+    # listener (gateway/concern.py), in the order they start; they close in reverse.
+    concerns: list[Concern] = [
+        upstreams,
+        channel,
+        authenticator,  # the issuers' keys, before the first token needs them
+        cache,
+    ]
+    app.cleanup_ctx.append(partial(lifecycle, proxy, concerns))
     # One catch-all route: the public port answers only routes, and the gateway's own
     # Router (in routing_middleware) decides where each request goes.
     app.router.add_route("*", "/{path:.*}", gateway.handle)
-    admin = build_admin_app(upstreams, bulkheads, budget, shedder, websockets, cache, authenticator)
+    admin = build_admin_app(view for concern in concerns for view in concern.admin_views())
     return app, admin
 
 
-def _store(config: GatewayConfig) -> Store:
-    if config.cache.store == "redis":
-        from gateway.cache.redis_store import RedisStore  # redis-py only when it is used
-
-        redis = config.cache.redis
-        return RedisStore(redis.url, timeout=redis.timeout, prefix=redis.prefix)
-    return MemoryStore(config.cache.max_bytes)
+async def lifecycle(
+    proxy: Proxy, concerns: list[Concern], app: web.Application
+) -> AsyncIterator[None]:
+    """Start the proxy, then each concern, inside the running event loop (a ClientSession
+    binds to the loop that creates it); on shutdown, after the requests in flight
+    finished, close them in reverse. What started is closed even when a later start
+    fails (the exit stack)."""
+    async with AsyncExitStack() as started:
+        await proxy.start()
+        started.push_async_callback(proxy.close)
+        for concern in concerns:
+            await concern.start()
+            started.push_async_callback(concern.close)
+        yield

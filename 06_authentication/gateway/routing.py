@@ -34,11 +34,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from gateway import trie
-from gateway.auth.config import AuthConfig, AuthPolicy
-from gateway.cache.config import CacheConfig, CachePolicy
-from gateway.channel.config import RetriesConfig, TimeoutsConfig
+from gateway.auth.config import AuthPolicy
+from gateway.cache.config import CachePolicy
 from gateway.channel.policy import ChannelPolicy
-from gateway.config import RouteConfig
+from gateway.config import ROUTE_DEFAULTS, RouteConfig, RouteDefaults
 from gateway.errors import BadPath, MethodNotAllowed, NoRoute
 from gateway.pathsafety import ENCODED_SLASH, SafePath, UnsafePath, normalise
 from gateway.patterns import REST, rewrite
@@ -69,18 +68,11 @@ class Route:
     auth: AuthPolicy  # who may call it (gateway/auth/); mode "public": anybody
 
     @classmethod
-    def from_config(
-        cls,
-        config: RouteConfig,
-        timeouts: TimeoutsConfig | None = None,
-        retries: RetriesConfig | None = None,
-        cache: CacheConfig | None = None,
-        auth: AuthConfig | None = None,
-    ) -> Route:
+    def from_config(cls, config: RouteConfig, defaults: RouteDefaults = ROUTE_DEFAULTS) -> Route:
         parts = urlsplit(config.upstream)
         channel = ChannelPolicy.resolve(
-            timeouts or TimeoutsConfig(),  # [timeouts] and [retries] as gateway.toml defaults them
-            retries or RetriesConfig(),
+            defaults.timeouts,  # [timeouts] and [retries], under the route's own values
+            defaults.retries,
             config.timeouts,
             config.retries,
             config.hedge,
@@ -98,8 +90,8 @@ class Route:
             keep_encoded_slash=config.encoded_slash == "keep",
             timeouts=Timeouts(channel.connect, channel.read),
             channel=channel,
-            cache=CachePolicy.resolve(cache or CacheConfig(), config.cache),
-            auth=AuthPolicy.resolve(auth or AuthConfig(), config.auth),
+            cache=CachePolicy.resolve(defaults.cache, config.cache),
+            auth=AuthPolicy.resolve(defaults.auth, config.auth),
         )
 
     def request_target(self, path: SafePath, params: Mapping[str, str]) -> str:
@@ -153,14 +145,9 @@ class Router:
 
     @classmethod
     def from_config(
-        cls,
-        routes: Iterable[RouteConfig],
-        timeouts: TimeoutsConfig | None = None,
-        retries: RetriesConfig | None = None,
-        cache: CacheConfig | None = None,
-        auth: AuthConfig | None = None,
+        cls, routes: Iterable[RouteConfig], defaults: RouteDefaults = ROUTE_DEFAULTS
     ) -> Router:
-        return cls(Route.from_config(route, timeouts, retries, cache, auth) for route in routes)
+        return cls(Route.from_config(route, defaults) for route in routes)
 
     def __len__(self) -> int:
         return self._count

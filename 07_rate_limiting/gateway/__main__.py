@@ -6,10 +6,8 @@
                                [admin] host and port)
     --workers N                N processes on one port (see workers.py)
     --access-log / --no-access-log   override [server] access_log
-    --redis-url URL            cache in the Redis store at URL (overrides [cache] store),
-                               and keep shared rate limits there
-    --rate-limit-store S       memory or redis (default: [rate_limit] store; "auto" there
-                               means redis whenever --redis-url is given, else memory)
+    --redis-url URL            every concern that can share its state keeps it in Redis
+                               at URL (GatewayConfig.with_redis says which)
     --check                    validate the config file and exit
 
     python -m gateway keygen [--consumer ID]    a new API key and its gateway.toml line
@@ -68,12 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--redis-url",
-        help="cache in Redis at this URL, e.g. redis://127.0.0.1:6379/0 (default: [cache])",
-    )
-    parser.add_argument(
-        "--rate-limit-store",
-        choices=("memory", "redis"),
-        help="where rate limits live (default: [rate_limit] store)",
+        help="every concern's shared state in Redis at this URL, e.g. redis://127.0.0.1:6379/0",
     )
     parser.add_argument("--check", action="store_true", help="validate the config and exit")
     # Internal: how the --workers parent tells each worker to bind with SO_REUSEPORT, and
@@ -120,23 +113,8 @@ def with_overrides(config: GatewayConfig, args: argparse.Namespace) -> GatewayCo
         update["port"] = args.port
     if args.access_log is not None:
         update["access_log"] = args.access_log
-    changed: dict[str, object] = {"server": config.server.model_copy(update=update)}
-    if args.redis_url is not None:
-        redis = config.cache.redis.model_copy(update={"url": args.redis_url})
-        changed["cache"] = config.cache.model_copy(update={"store": "redis", "redis": redis})
-    limits = config.rate_limit
-    if args.redis_url is not None:
-        limits = limits.model_copy(
-            update={"redis": limits.redis.model_copy(update={"url": args.redis_url})}
-        )
-    store = args.rate_limit_store or limits.store
-    if store == "auto":
-        # A Redis URL given means shared limits: N workers, or N gateways on N machines,
-        # each limiting on its own would admit N times the limit. One process cannot tell
-        # whether another instance shares its Redis, so it does not guess from --workers.
-        store = "redis" if args.redis_url is not None else "memory"
-    changed["rate_limit"] = limits.model_copy(update={"store": store})
-    return config.model_copy(update=changed)
+    config = config.model_copy(update={"server": config.server.model_copy(update=update)})
+    return config if args.redis_url is None else config.with_redis(args.redis_url)
 
 
 def worker_argv(args: argparse.Namespace, config: GatewayConfig) -> list[str]:
@@ -144,7 +122,6 @@ def worker_argv(args: argparse.Namespace, config: GatewayConfig) -> list[str]:
     argv.append("--access-log" if config.server.access_log else "--no-access-log")
     if args.redis_url is not None:
         argv += ["--redis-url", args.redis_url]
-    argv += ["--rate-limit-store", config.rate_limit.store]
     if args.admin_fd is not None:
         argv += ["--admin-fd", str(args.admin_fd)]
     if args.fd is not None:
@@ -176,32 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     configure_logging()
-    limited = any(route.rate_limit is not None for route in config.routes)
-    if any(
-        limit.algorithm == "fixed_window"
-        for route in config.routes
-        if route.rate_limit
-        for limit in route.rate_limit.limits
-    ):
-        log.warning(
-            "a fixed_window limit admits up to twice its quota around a window's"
-            " edge (ratelimit-bench shows it): use gcra or sliding_window"
-        )
-    if args.workers > 1 and config.rate_limit.store == "memory" and limited:
-        log.warning(
-            "%d workers, rate limits in memory: each worker admits the whole limit"
-            " (give --redis-url to share them)",
-            args.workers,
-        )
-    # Where each concern keeps its state, said once: a limit that is silently per process
-    # is the mistake an operator finds only when a customer gets twice their quota.
-    cache, limits = config.cache, config.rate_limit
-    log.info(
-        "state: cache in %s, rate limits in %s%s",
-        f"redis {cache.redis.url}" if cache.store == "redis" else "memory (per process)",
-        f"redis {limits.redis.url}" if limits.store == "redis" else "memory (per process)",
-        "" if limited else " (no route is limited)",
-    )
+    for level, note in config.startup_notes(args.workers):
+        log.log(level, "%s", note)
     if args.workers > 1:
         inherited = tuple(fd for fd in (args.fd, args.admin_fd) if fd is not None)
         return supervise(args.workers, worker_argv(args, config), pass_fds=inherited)

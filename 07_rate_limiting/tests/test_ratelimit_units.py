@@ -6,6 +6,7 @@ contract (test_ratelimit_contract.py) checks the same end to end."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,36 @@ def test_trusted_proxies_must_be_networks(tmp_path: Path) -> None:
                     '[[routes]]\nprefix = "/"\nupstream = "http://127.0.0.1:9"\n')  # fmt: skip
     with pytest.raises(ConfigError, match="rate_limit.trusted_proxies"):
         load_config(path, shown="gateway.toml")
+
+
+def test_redis_url_makes_auto_limits_shared_and_the_log_says_where(tmp_path: Path) -> None:
+    """`store = "auto"` is memory until --redis-url gives a URL (GatewayConfig.with_redis);
+    an explicit `store = "memory"` stays memory. The start-up log says where each
+    concern's state is, and warns when N workers would each admit the whole limit."""
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        '[[routes]]\nprefix = "/"\nupstream = "http://127.0.0.1:9"\n'
+        'rate_limit = { limits = [{ name = "a", requests = 5, window = 1.0 }] }\n'
+    )
+    config = load_config(path)
+    assert [message for _, message in config.startup_notes(workers=1)] == [
+        "state: cache in memory (per process), rate limits in memory (per process)"
+    ]
+    assert any("each worker admits the whole limit" in m for _, m in config.startup_notes(2))
+    shared = config.with_redis("redis://127.0.0.1:7000/0")
+    assert shared.rate_limit.store == "redis" and shared.cache.store == "redis"
+    notes = shared.startup_notes(workers=2)
+    assert notes == [
+        (
+            logging.INFO,
+            "state: cache in redis redis://127.0.0.1:7000/0,"
+            " rate limits in redis redis://127.0.0.1:7000/0",
+        )
+    ]
+    pinned = config.model_copy(
+        update={"rate_limit": config.rate_limit.model_copy(update={"store": "memory"})}
+    )
+    assert pinned.with_redis("redis://127.0.0.1:7000/0").rate_limit.store == "memory"
 
 
 def admitted_by(decide: Any, arrivals: list[float], requests: int, window: float) -> list[float]:

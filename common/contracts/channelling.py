@@ -319,8 +319,9 @@ def test_a_client_that_leaves_mid_upload_gives_every_place_back(channel_gateway:
 
     def held() -> tuple[int, int, int]:
         solo = admin(channel_gateway, "/upstreams")["upstreams"]["solo"]
-        in_flight = admin(channel_gateway, "/channel")["load_shedder"]["in_flight"]
-        return solo["targets"][0]["in_flight"], solo["bulkhead"]["in_use"], in_flight
+        channel = admin(channel_gateway, "/channel")
+        in_use = channel["bulkheads"]["solo"]["in_use"]
+        return solo["targets"][0]["in_flight"], in_use, channel["load_shedder"]["in_flight"]
 
     with socket.create_connection(("127.0.0.1", channel_gateway.port), timeout=10) as sock:
         sock.sendall(
@@ -529,10 +530,7 @@ def test_a_full_upstream_sheds_with_retry_after_and_others_are_untouched(
         slow = [pool.submit(get, channel_gateway, f"/narrow/delay/1000?n={n}") for n in range(6)]
         until(
             "the narrow pool is full",
-            lambda: (
-                admin(channel_gateway, "/upstreams")["upstreams"]["narrow"]["bulkhead"]["in_use"]
-                == 2
-            ),
+            lambda: admin(channel_gateway, "/channel")["bulkheads"]["narrow"]["in_use"] == 2,
         )
         other, seconds = timed(lambda: get(channel_gateway, "/pair/users"))
         replies = [f.result() for f in slow]
@@ -541,7 +539,7 @@ def test_a_full_upstream_sheds_with_retry_after_and_others_are_untouched(
     shed = next(r for r in replies if r.status == 503)
     problem(shed, 503, "upstream-busy")
     assert shed.header("Retry-After") is not None
-    bulkhead = admin(channel_gateway, "/upstreams")["upstreams"]["narrow"]["bulkhead"]
+    bulkhead = admin(channel_gateway, "/channel")["bulkheads"]["narrow"]
     assert bulkhead["rejected"] >= 4 and bulkhead["in_use"] == 0
 
 
@@ -813,9 +811,10 @@ def test_the_gateways_own_endpoints_are_on_the_admin_listener_only(
 ) -> None:
     assert admin(channel_gateway, "/health")["status"] == "ok"
     view = admin(channel_gateway, "/upstreams")["upstreams"]
-    assert set(view["pair"]) >= {"strategy", "bulkhead", "targets"}
+    assert set(view["pair"]) >= {"strategy", "targets"}
     assert set(view["pair"]["targets"][0]) >= {"url", "state", "in_flight", "opens"}
     channel = admin(channel_gateway, "/channel")
-    assert set(channel) >= {"retry_budget", "load_shedder", "websockets"}
+    assert set(channel) >= {"retry_budget", "load_shedder", "bulkheads", "websockets"}
+    assert set(channel["bulkheads"]["pair"]) >= {"in_use", "queued", "rejected"}
     for path in ("/_gateway/health", "/_gateway/upstreams", "/health", "/upstreams"):
         problem(get(channel_gateway, path), 404, "no-route")  # routed like any path

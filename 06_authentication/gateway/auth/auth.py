@@ -23,7 +23,7 @@ import hashlib
 import logging
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
@@ -32,6 +32,7 @@ from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDict
 
 from gateway.accesslog import UPSTREAM
+from gateway.concern import AdminView
 from gateway.errors import GatewayError
 from gateway.routing import ROUTE, RouteMatch
 
@@ -146,13 +147,16 @@ class Authenticator:
         if self._session is not None:
             await self._session.close()
 
-    def snapshot(self) -> dict[str, object]:
-        return {
-            "counts": dict(self.counts),
-            "verified_cache": {"size": len(self.verified), "max": self.config.verified_cache},
-            "issuers": {i.name: i.keys.snapshot() for i in self.issuers.values()},
-            "api_keys": len(self.ring),
-        }
+    def admin_views(self) -> Sequence[AdminView]:
+        return (AdminView(path="/auth", show=self._show),)
+
+    async def _show(self) -> dict[str, object]:
+        """GET /auth: counts (accepted, missing, invalid, insufficient_scope), the
+        verified-token cache, each issuer's keys (kids, fetches, failures)."""
+        shown: dict[str, object] = {"counts": dict(self.counts), "api_keys": len(self.ring)}
+        shown["verified_cache"] = {"size": len(self.verified), "max": self.config.verified_cache}
+        shown["issuers"] = {i.name: i.keys.snapshot() for i in self.issuers.values()}
+        return {"auth": shown}
 
     # --- the middleware --------------------------------------------------------------------
 

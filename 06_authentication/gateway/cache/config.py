@@ -80,6 +80,11 @@ class CacheConfig(Strict):
 
     _names = field_validator("key_headers", "bypass_headers")(_check_names)
 
+    def with_redis(self, url: str) -> CacheConfig:
+        """--redis-url: cache in the Redis store at `url`, whatever [cache] store says."""
+        redis = self.redis.model_copy(update={"url": url})
+        return self.model_copy(update={"store": "redis", "redis": redis})
+
 
 @dataclass(frozen=True, slots=True)
 class CachePolicy:

@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from aiohttp import web
 
 from gateway.accesslog import UPSTREAM
 from gateway.balancing import Clock, Lease, NoHealthyTarget, Target, UpstreamPool, Upstreams
+from gateway.concern import AdminView
 from gateway.errors import GatewayError, NoHealthyUpstream
 from gateway.proxy import Body, Proxy, UpstreamError, UpstreamRequest
 from gateway.routing import RouteMatch
@@ -37,6 +38,7 @@ from .hedge import LatencyTracker, first_answer
 from .policy import ChannelPolicy
 from .retry import backoff, may_retry_failure, may_retry_status, replayable_body, retry_after
 from .tried import Tried
+from .websocket import WebSockets
 
 # Which try this is (to the upstream), how many it took (to the client): Envoy's
 # x-envoy-attempt-count, which it sends both ways when asked to. A service can tell a
@@ -75,6 +77,25 @@ class Channel:
         self.rng = rng or random.Random()
         self.clock = clock
         self.latencies: dict[int, LatencyTracker] = {}  # by id(route): for hedging's p95
+        self.websockets = WebSockets(upstreams)  # upgrades leave the tries at the handler
+
+    async def start(self) -> None:
+        await self.websockets.start()
+
+    async def close(self) -> None:
+        await self.websockets.close()
+
+    def admin_views(self) -> Sequence[AdminView]:
+        return (AdminView(path="/channel", show=self._show),)
+
+    async def _show(self) -> dict[str, object]:
+        """The retry budget, the load shedder, each pool's bulkhead, WebSocket relays."""
+        return {
+            "retry_budget": self.budget.snapshot(),
+            "load_shedder": self.shedder.snapshot(),
+            "bulkheads": {name: bulkhead.snapshot() for name, bulkhead in self.bulkheads.items()},
+            "websockets": self.websockets.open,
+        }
 
     async def forward(self, request: web.Request, found: RouteMatch) -> web.StreamResponse:
         route = found.route

@@ -38,7 +38,7 @@ import asyncio
 import logging
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -49,12 +49,14 @@ from multidict import CIMultiDict
 from gateway import requestid
 from gateway.accesslog import UPSTREAM
 from gateway.auth.identity import IDENTITY
+from gateway.concern import AdminView
 from gateway.errors import GatewayError
 from gateway.headers import REQUEST_ID
 from gateway.pathsafety import UnsafePath, normalise
 from gateway.proxy import TAP
 from gateway.routing import ROUTE, RouteMatch
 
+from . import admin
 from .config import CacheConfig, CachePolicy
 from .directives import Directives
 from .entry import Entry
@@ -358,6 +360,12 @@ class Cache:
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    async def start(self) -> None:
+        """Nothing to open: the Redis store connects on its first command."""
+
+    def admin_views(self) -> Sequence[AdminView]:
+        return admin.views(self)
 
     async def close(self) -> None:
         for task in list(self.tasks):

@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict
 from typing import Protocol
 
+from .config import CacheConfig
 from .entry import Entry
 
 # glibc's malloc serves large blocks with mmap and gives them back on free, but it raises
@@ -133,3 +134,13 @@ class MemoryStore:
     async def close(self) -> None:
         self._keys.clear()
         self.bytes = 0
+
+
+def open_store(config: CacheConfig) -> Store:
+    """The store [cache] names: memory, or Redis (--redis-url makes it Redis)."""
+    if config.store == "redis":
+        from .redis_store import RedisStore  # redis-py only when it is used
+
+        redis = config.redis
+        return RedisStore(redis.url, timeout=redis.timeout, prefix=redis.prefix)
+    return MemoryStore(config.max_bytes)

@@ -101,6 +101,16 @@ class RateLimitConfig(Strict):
                 raise ValueError(f"{network!r} is not an address or a network") from None
         return value
 
+    def with_redis(self, url: str) -> RateLimitConfig:
+        """--redis-url: limits in Redis at `url` unless [rate_limit] store says memory. A
+        URL given means shared limits: N workers, or N gateways on N machines, each
+        limiting on its own would admit N times the limit. One process cannot tell
+        whether another instance shares its Redis, so "auto" does not guess from
+        --workers; without a URL, "auto" is memory (ratelimit/store.py open_store)."""
+        store = "redis" if self.store == "auto" else self.store
+        redis = self.redis.model_copy(update={"url": url})
+        return self.model_copy(update={"store": store, "redis": redis})
+
 
 class RouteRateLimit(Strict):
     """A route's `rate_limit` table."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,7 +32,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from gateway.auth.identity import IDENTITY
-from gateway.errors import GatewayError
+from gateway.concern import AdminView
+from gateway.errors import GatewayError, problem_response
 from gateway.routing import ROUTE
 
 from .algorithms import Outcome
@@ -234,12 +236,34 @@ class Limiter:
         self.counts["failed_open"] += 1
         return None
 
-    def snapshot(self) -> dict[str, object]:
-        return {
-            "counts": dict(self.counts),
-            "store": self.store.stats(),
-            "fallback": None if self.fallback is None else self.fallback.stats(),
-        }
+    def admin_views(self) -> Sequence[AdminView]:
+        return (
+            AdminView(
+                path="/ratelimit",
+                show=self._show,
+                actions={"/ratelimit/reset": self._forget_key},
+            ),
+        )
+
+    async def _show(self) -> dict[str, object]:
+        """GET /ratelimit: admitted, limited, store trouble; the store (keys, or Redis:
+        decisions, errors, breaker) and the local fallback."""
+        fallback = None if self.fallback is None else self.fallback.stats()
+        store = self.store.stats()
+        return {"rate_limit": {"counts": dict(self.counts), "store": store, "fallback": fallback}}
+
+    async def _forget_key(self, request: web.Request) -> web.Response:
+        """POST /ratelimit/reset?key=consumer:alice: forget a key's counts everywhere."""
+        who = request.query.get("key", "")
+        if not who:
+            return problem_response(
+                400,
+                "Bad Request",
+                "give ?key=, e.g. consumer:alice or ip:203.0.113.9 (as RateLimit keys are written)",
+                instance=request.path,
+            )
+        forgotten = await self.forget(who)
+        return web.json_response({"pid": os.getpid(), "key": who, "forgotten": forgotten})
 
     async def start(self) -> None:
         await self.store.start()

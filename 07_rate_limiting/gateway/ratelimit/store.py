@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from .algorithms import DECIDE, Outcome
+from .config import RateLimitConfig
 
 Clock = Callable[[], float]
 
@@ -135,3 +136,18 @@ class MemoryStore:
 
     async def close(self) -> None:
         pass
+
+
+def open_store(config: RateLimitConfig) -> Store:
+    """The store [rate_limit] names; "auto" is Redis only once --redis-url made it so."""
+    if config.store == "redis":
+        from .redis_store import RedisStore  # redis-py only when it is used
+
+        return RedisStore(
+            config.redis.url,
+            timeout=config.redis.timeout,
+            prefix=config.redis.prefix,
+            failures=config.breaker.failures,
+            open_for=config.breaker.open_for,
+        )
+    return MemoryStore(config.max_keys)
