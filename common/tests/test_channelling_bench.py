@@ -37,8 +37,13 @@ def test_the_storm_scenario_compares_both_stages_and_meets_its_target() -> None:
         "| 04_req_channelling",
         "| 04_req_channelling, naive (no budget, no breaker)",
     ]
-    amplification = [float(row.rstrip(" |").rsplit("| ", 1)[1]) for row in rows]
-    assert amplification[1] <= 1.2 < 2.0 <= amplification[2], amplification
+    cells = [row.strip(" |").split(" | ") for row in rows]
+    sent, upstream = (int(cells[1][i].replace(",", "")) for i in (1, 4))
+    # The budget's promise (channel/budget.py, gateway.toml's defaults): over any 10 s,
+    # retries <= 20% of the requests + a reserve of 3 a second x 10 s. A short run with a
+    # few hundred requests may pass 1.2x by the reserve, and that is the budget working.
+    assert upstream <= 1.2 * sent + 30, (sent, upstream)
+    assert float(cells[2][5]) >= 2.0, cells[2]  # naive retries: every try goes out
     assert "✓ 04_req_channelling: amplification" in out
 
 
