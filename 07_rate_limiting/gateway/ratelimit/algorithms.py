@@ -60,15 +60,35 @@ class Outcome:
     ttl_ms: float  # how long that state matters
 
 
+def admitted(*, remaining: int, reset_ms: float, state: object, ttl_ms: float) -> Outcome:
+    return Outcome(
+        allowed=True,
+        remaining=remaining,
+        reset_ms=reset_ms,
+        retry_ms=0.0,
+        state=state,
+        ttl_ms=ttl_ms,
+    )
+
+
+def refused(*, reset_ms: float, retry_ms: float) -> Outcome:
+    """Nothing is counted and nothing kept: a refused request leaves the state as it was."""
+    return Outcome(
+        allowed=False, remaining=0, reset_ms=reset_ms, retry_ms=retry_ms, state=None, ttl_ms=0.0
+    )
+
+
 def gcra(tat: float | None, now: float, requests: int, window: float) -> Outcome:
     interval = window / requests
     tat = now if tat is None or tat < now else tat
     new_tat = tat + interval
     allow_at = new_tat - window
     if now < allow_at:
-        return Outcome(False, 0, tat - now, allow_at - now, None, 0.0)
+        return refused(reset_ms=tat - now, retry_ms=allow_at - now)
     remaining = math.floor((window - (new_tat - now)) / interval + EPSILON)
-    return Outcome(True, remaining, new_tat - now, 0.0, new_tat, new_tat - now)
+    return admitted(
+        remaining=remaining, reset_ms=new_tat - now, state=new_tat, ttl_ms=new_tat - now
+    )
 
 
 def sliding_window(
@@ -91,11 +111,14 @@ def sliding_window(
         else:  # not before the next window, and then this one's count weighs on it
             later = window * (1 - (requests - 1) / current) if current > requests - 1 else 0.0
             retry = window - elapsed + later
-        return Outcome(False, 0, window - elapsed, max(retry, 1.0), None, 0.0)
+        return refused(reset_ms=window - elapsed, retry_ms=max(retry, 1.0))
     current += 1
     remaining = math.floor(requests - (previous * weight + current) + EPSILON)
-    return Outcome(
-        True, max(remaining, 0), window - elapsed, 0.0, (index, current, previous), 2 * window
+    return admitted(
+        remaining=max(remaining, 0),
+        reset_ms=window - elapsed,
+        state=(index, current, previous),
+        ttl_ms=2 * window,
     )
 
 
@@ -122,10 +145,15 @@ def strict_window(
                 retry = (index + j + 1) * width - now
                 break
         last = max((j for j, c in enumerate(counts) if c), default=SLOTS)
-        return Outcome(False, 0, (index + last + 1) * width - now, retry, None, 0.0)
+        return refused(reset_ms=(index + last + 1) * width - now, retry_ms=retry)
     counts[-1] += 1
     until_empty = (index + SLOTS + 1) * width - now
-    return Outcome(True, requests - total - 1, until_empty, 0.0, (index, *counts), until_empty)
+    return admitted(
+        remaining=requests - total - 1,
+        reset_ms=until_empty,
+        state=(index, *counts),
+        ttl_ms=until_empty,
+    )
 
 
 def fixed_window(
@@ -135,9 +163,12 @@ def fixed_window(
     elapsed = now - index * window
     count = state[1] if state is not None and state[0] == index else 0
     if count + 1 > requests:
-        return Outcome(False, 0, window - elapsed, window - elapsed, None, 0.0)
-    return Outcome(
-        True, requests - count - 1, window - elapsed, 0.0, (index, count + 1), window - elapsed
+        return refused(reset_ms=window - elapsed, retry_ms=window - elapsed)
+    return admitted(
+        remaining=requests - count - 1,
+        reset_ms=window - elapsed,
+        state=(index, count + 1),
+        ttl_ms=window - elapsed,
     )
 
 

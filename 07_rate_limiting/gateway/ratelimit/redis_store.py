@@ -40,9 +40,13 @@ POOL_WAIT = 1.0  # seconds a decision may wait for one of them
 # Returns, per limit: allowed (0/1), remaining, reset (ms), retry (ms). The arithmetic is
 # algorithms.py's, line for line.
 DECIDE = """
+-- Redis's clock, not the gateway's: every gateway asking agrees on what "now" is, and a
+-- script may call TIME before it writes (Redis 5+ replicates the effects, not the script).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local n = tonumber(ARGV[1])
+-- Two passes: decide every limit first, write only if all of them admit. A request the
+-- per-second limit refuses must not use up the hourly one (algorithms.py, all or none).
 local out, writes, all = {}, {}, true
 for i = 1, n do
   local algorithm = ARGV[i * 3 - 1]
@@ -51,6 +55,8 @@ for i = 1, n do
   local key = KEYS[i]
   local ok, remaining, reset, retry, value, ttl = 0, 0, 0, 0, nil, 0
   if algorithm == 'gcra' then
+    -- The state is the theoretical arrival time (TAT): when the bucket is full again. A
+    -- request moves it one interval later; refused if that lands more than a window ahead.
     local interval = window / limit
     local tat = tonumber(redis.call('GET', key)) or now
     if tat < now then tat = now end
@@ -109,6 +115,8 @@ for i = 1, n do
       value, ttl = string.format('%d:', index) .. table.concat(counts, ','), reset
     end
   else
+    -- sliding_window and fixed_window: 'index:current:previous', the calendar window's
+    -- number and its count (and the one before, for the sliding estimate).
     local index = math.floor(now / window)
     local elapsed = now - index * window
     local seen = redis.call('GET', key)
@@ -124,6 +132,7 @@ for i = 1, n do
     end
     reset = window - elapsed
     if algorithm == 'sliding_window' then
+      -- The previous window counts for the part of it the sliding window still covers.
       local weight = (window - elapsed) / window
       if previous * weight + current + 1 > limit + 1e-9 then
         if current + 1 <= limit and previous > 0 then
@@ -156,6 +165,8 @@ for i = 1, n do
   out[#out + 1] = math.ceil(retry)
   writes[i] = {value, ttl}
 end
+-- Every key expires once its state no longer matters (a full bucket, a window gone), so
+-- Redis holds only the callers of the last window or so, however many there ever were.
 if all then
   for i = 1, n do
     redis.call('SET', KEYS[i], writes[i][1], 'PX', math.max(1, math.ceil(writes[i][2])))
@@ -264,12 +275,12 @@ class RedisStore:
         values = [int(v) for v in raw]  # type: ignore[attr-defined]
         return [
             Outcome(
-                bool(values[i]),
-                values[i + 1],
-                float(values[i + 2]),
-                float(values[i + 3]),
-                None,
-                0.0,
+                allowed=bool(values[i]),
+                remaining=values[i + 1],
+                reset_ms=float(values[i + 2]),
+                retry_ms=float(values[i + 3]),
+                state=None,  # the state stays in Redis
+                ttl_ms=0.0,
             )
             for i in range(0, len(values), 4)
         ]
