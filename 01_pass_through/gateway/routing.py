@@ -57,7 +57,7 @@ class Route:
             base_path=parts.path.rstrip("/"),
             strip_prefix=config.strip_prefix,
             preserve_host=config.preserve_host,
-            timeouts=Timeouts(timeouts.connect, timeouts.read),
+            timeouts=Timeouts(connect=timeouts.connect, read=timeouts.read),
         )
 
     def request_target(self, target: str) -> str:
@@ -134,7 +134,11 @@ def routing_middleware(router: Router, routed: Handler) -> Middleware:
         found = router.match(target)
         if found is None:
             raise NoRoute(f"no route matches {target.partition('?')[0]}")
-        request[ROUTE] = RouteMatch(found, target.partition("?")[0], found.request_target(target))
+        request[ROUTE] = RouteMatch(
+            route=found,
+            path=target.partition("?")[0],
+            request_target=found.request_target(target),
+        )
         return await handler(request)
 
     return route

@@ -73,7 +73,12 @@ def normalise(target: str) -> SafePath:
     # starts with '.', or a control character, which is nearly every real request.
     if not ("%" in path or "\\" in path or "//" in path or "/." in path) and path.isprintable():
         segments = path[1:].split("/")
-        return SafePath(path, question + query, segments, segments)
+        return SafePath(
+            path=path,
+            query=question + query,
+            segments=segments,
+            match_segments=segments,
+        )
     return _slow(path, question + query)
 
 
@@ -154,7 +159,13 @@ def _slow(path: str, query: str) -> SafePath:
     # 8. Every other escape stays byte for byte in what we forward (`%41` is not rewritten
     #    to `A`, `%252e` is not decoded twice); the decoded copy is for matching only.
     decoded = [unquote(s, errors="surrogateescape") if "%" in s else s for s in out]
-    return SafePath("/" + "/".join(out), query, out, decoded, slash)
+    return SafePath(
+        path="/" + "/".join(out),
+        query=query,
+        segments=out,
+        match_segments=decoded,
+        encoded_slash=slash,
+    )
 
 
 def _hides_dots(segment: str) -> bool:

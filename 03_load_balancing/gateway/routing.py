@@ -75,7 +75,7 @@ class Route:
             rewrite=config.rewrite,
             preserve_host=config.preserve_host,
             keep_encoded_slash=config.encoded_slash == "keep",
-            timeouts=Timeouts(timeouts.connect, timeouts.read),
+            timeouts=Timeouts(connect=timeouts.connect, read=timeouts.read),
         )
 
     def request_target(self, path: SafePath, params: Mapping[str, str]) -> str:
@@ -172,7 +172,7 @@ def routing_middleware(router: Router) -> Middleware:
                 f"{path.path} does not answer {request.method}", allow=found.allow
             )
         value, params, _ = found
-        request[ROUTE] = RouteMatch(value, params, path)
+        request[ROUTE] = RouteMatch(route=value, params=params, path=path)
         return await handler(request)
 
     return route

@@ -71,7 +71,9 @@ def build_apps(config: GatewayConfig) -> tuple[web.Application, web.Application]
         )
         for name, c in pools.items()
     }
-    budget = RetryBudget(config.retry_budget.ratio, config.retry_budget.min_per_second)
+    budget = RetryBudget(
+        ratio=config.retry_budget.ratio, min_per_second=config.retry_budget.min_per_second
+    )
     shedder = LoadShedder(config.server.max_in_flight)
     channel = Channel(upstreams, proxy, bulkheads, shedder, budget)
     gateway = Gateway(channel)

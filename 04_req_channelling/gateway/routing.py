@@ -84,7 +84,7 @@ class Route:
             rewrite=config.rewrite,
             preserve_host=config.preserve_host,
             keep_encoded_slash=config.encoded_slash == "keep",
-            timeouts=Timeouts(channel.connect, channel.read),
+            timeouts=Timeouts(connect=channel.connect, read=channel.read),
             channel=channel,
         )
 
@@ -182,7 +182,7 @@ def routing_middleware(router: Router) -> Middleware:
                 f"{path.path} does not answer {request.method}", allow=found.allow
             )
         value, params, _ = found
-        request[ROUTE] = RouteMatch(value, params, path)
+        request[ROUTE] = RouteMatch(route=value, params=params, path=path)
         return await handler(request)
 
     return route

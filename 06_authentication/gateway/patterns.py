@@ -70,7 +70,7 @@ def parse_pattern(pattern: str) -> tuple[Segment, ...]:
                 raise _error(pattern, position, part, f"parameter {{{name}}} appears twice")
             names.add(name)
             if not colon:
-                segments.append(Segment(PARAM, name))
+                segments.append(Segment(kind=PARAM, text=name))
             elif converter != "path":
                 raise _error(
                     pattern, position, part, "unknown converter; use {name} or {name:path}"
@@ -80,7 +80,7 @@ def parse_pattern(pattern: str) -> tuple[Segment, ...]:
                     pattern, position, part, "a {name:path} catch-all must be the last segment"
                 )
             else:
-                segments.append(Segment(CATCH_ALL, name))
+                segments.append(Segment(kind=CATCH_ALL, text=name))
         elif "{" in part or "}" in part:
             raise _error(pattern, position, part, "a segment is either static or one whole {param}")
         elif part == "" and not last:
@@ -105,7 +105,7 @@ def parse_pattern(pattern: str) -> tuple[Segment, ...]:
                 "a path has no '?', '#', '\\', spaces or control characters",
             )
         else:
-            segments.append(Segment(STATIC, part))
+            segments.append(Segment(kind=STATIC, text=part))
     return tuple(segments)
 
 

@@ -115,14 +115,14 @@ class Entry:
             for value in fresh.getall(name):
                 headers.add(name, value)
         return Entry(
-            self.status,
-            self.reason,
-            headers,
-            self.body,
-            request_time,
-            response_time,
-            self.vary,
-            self.heuristics,
+            status=self.status,
+            reason=self.reason,
+            headers=headers,
+            body=self.body,
+            request_time=request_time,
+            response_time=response_time,
+            vary=self.vary,
+            heuristics=self.heuristics,
         )
 
     # --- Redis: one value per entry ----------------------------------------------------

@@ -179,14 +179,14 @@ class CacheTap:
         for name in PER_EXCHANGE:
             headers.popall(name, None)
         return Entry(
-            status,
-            reason,
-            headers,
-            b"",
-            self.sent,
-            self.cache.clock(),
-            selecting(headers, self.request.headers),
-            self.policy.heuristics,
+            status=status,
+            reason=reason,
+            headers=headers,
+            body=b"",
+            request_time=self.sent,
+            response_time=self.cache.clock(),
+            vary=selecting(headers, self.request.headers),
+            heuristics=self.policy.heuristics,
         )
 
     async def _keep_in_background(self, upstream: ClientResponse) -> None:

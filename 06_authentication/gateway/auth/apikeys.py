@@ -71,7 +71,7 @@ class NewKey:
 def new_key() -> NewKey:
     key_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
     key = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-    return NewKey(key, key_id, key_hash(key))
+    return NewKey(key=key, key_id=key_id, hash=key_hash(key))
 
 
 @dataclass(frozen=True)

@@ -64,13 +64,19 @@ def from_public_key(public: Any, kid: str | None, alg: str | None = None) -> Ver
     if isinstance(public, rsa.RSAPublicKey):
         if public.key_size < MIN_RSA_BITS:
             raise KeyProblem(f"an RSA key of {public.key_size} bits; at least {MIN_RSA_BITS}")
-        return VerifyKey(kid, "RSA", None, public, alg)
+        return VerifyKey(kid=kid, kty="RSA", crv=None, key=public, alg=alg)
     if isinstance(public, ec.EllipticCurvePublicKey):
-        return VerifyKey(kid, "EC", _CURVES.get(public.curve.name, public.curve.name), public, alg)
+        return VerifyKey(
+            kid=kid,
+            kty="EC",
+            crv=_CURVES.get(public.curve.name, public.curve.name),
+            key=public,
+            alg=alg,
+        )
     if isinstance(public, ed25519.Ed25519PublicKey):
-        return VerifyKey(kid, "OKP", "Ed25519", public, alg)
+        return VerifyKey(kid=kid, kty="OKP", crv="Ed25519", key=public, alg=alg)
     if isinstance(public, ed448.Ed448PublicKey):
-        return VerifyKey(kid, "OKP", "Ed448", public, alg)
+        return VerifyKey(kid=kid, kty="OKP", crv="Ed448", key=public, alg=alg)
     raise KeyProblem(f"unsupported key type {type(public).__name__}")
 
 
@@ -85,7 +91,7 @@ def from_pem(pem: str, kid: str | None) -> VerifyKey:
 def from_secret(secret: str, kid: str | None) -> VerifyKey:
     if len(secret.encode()) < MIN_SECRET_BYTES["HS256"]:
         raise KeyProblem("an HMAC secret needs 32 bytes at least (64 for HS512)")
-    return VerifyKey(kid, "oct", None, secret.encode())
+    return VerifyKey(kid=kid, kty="oct", crv=None, key=secret.encode())
 
 
 def from_jwk(data: dict[str, Any]) -> VerifyKey:
@@ -108,5 +114,5 @@ def from_jwk(data: dict[str, Any]) -> VerifyKey:
     if data.get("kty") == "oct":
         if len(parsed.key) < MIN_SECRET_BYTES["HS256"]:
             raise KeyProblem("an HMAC key needs 32 bytes at least")
-        return VerifyKey(kid, "oct", None, parsed.key, alg)
+        return VerifyKey(kid=kid, kty="oct", crv=None, key=parsed.key, alg=alg)
     return from_public_key(parsed.key, kid, alg)

@@ -92,9 +92,13 @@ class Issuer:
                 fetch_timeout=config.fetch_timeout,
             )
         claims = ClaimsPolicy(
-            config.issuer, frozenset(config.audiences), config.leeway, tuple(config.required_claims)
+            issuer=config.issuer,
+            audiences=frozenset(config.audiences),
+            leeway=config.leeway,
+            required=tuple(config.required_claims),
         )
-        return cls(config.name, frozenset(config.algorithms), claims, keys)
+        algorithms = frozenset(config.algorithms)
+        return cls(name=config.name, algorithms=algorithms, claims=claims, keys=keys)
 
 
 class Authenticator:

@@ -70,7 +70,12 @@ def parse(token: str, max_bytes: int) -> Token:
     signature = _b64(parts[2], "signature")
     if not signature:
         raise Invalid("no signature")
-    return Token(header, claims, f"{parts[0]}.{parts[1]}".encode("ascii"), signature)
+    return Token(
+        header=header,
+        claims=claims,
+        signing_input=f"{parts[0]}.{parts[1]}".encode("ascii"),
+        signature=signature,
+    )
 
 
 def _b64(part: str, what: str) -> bytes:

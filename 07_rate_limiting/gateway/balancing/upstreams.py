@@ -32,7 +32,7 @@ def build_pool(
     clock: Clock = time.monotonic,
     rng: random.Random | None = None,
 ) -> UpstreamPool:
-    targets = [Target(t.url, t.weight) for t in config.targets]
+    targets = [Target(url=t.url, weight=t.weight) for t in config.targets]
     strategy = STRATEGIES[config.strategy](config, targets, rng or random.Random())
     breaker = None
     if config.breaker is not None and config.breaker.policy().enabled:

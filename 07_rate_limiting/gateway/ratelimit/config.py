@@ -163,7 +163,13 @@ class LimitPolicy:
         if route is None or not (route.limits or route.concurrency):
             return None
         limits = tuple(
-            Limit(c.name, c.requests, c.window * 1000, c.algorithm, tuple(sorted(c.plans.items())))
+            Limit(
+                name=c.name,
+                requests=c.requests,
+                window_ms=c.window * 1000,
+                algorithm=c.algorithm,
+                plans=tuple(sorted(c.plans.items())),
+            )
             for c in route.limits
         )
         return cls(
