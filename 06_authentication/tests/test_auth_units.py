@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from gateway.__main__ import main as gateway_main
 from gateway.accesslog import redact
 from gateway.auth.apikeys import KeyRing, StoredKey, key_hash, new_key
-from gateway.auth.auth import without_param
 from gateway.auth.jwks import RemoteKeys
 from gateway.auth.keys import KeyProblem, from_jwk, from_public_key, from_secret
 from gateway.auth.tokens import ClaimsPolicy, Invalid, check_claims, parse, scopes_of
+from gateway.auth.upstream import without_param
 from gateway.config import ConfigError, load_config
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 

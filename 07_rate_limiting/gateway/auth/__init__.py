@@ -7,5 +7,6 @@
                  refetched on an unknown kid at most once per interval
 - `tokens.py`    a JWT parsed strictly and verified against one issuer's policy
 - `identity.py`  the verified identity, and the headers that carry it upstream
-- `auth.py`      the middleware: credential -> identity or 401/403, headers rewritten
+- `upstream.py`  the request as the upstream gets it: identity in, credential out
+- `auth.py`      the middleware: credential -> identity or 401/403
 """

@@ -25,7 +25,6 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from urllib.parse import unquote_plus
 
 from aiohttp import ClientSession, DummyCookieJar, hdrs, web
 from aiohttp.typedefs import Handler, Middleware
@@ -38,9 +37,10 @@ from gateway.routing import ROUTE, RouteMatch
 
 from .apikeys import KeyRing, StoredKey
 from .config import AuthConfig, AuthPolicy, ConsumerConfig, IssuerConfig
-from .identity import IDENTITY, Identity, Spoofable
+from .identity import Identity, Spoofable
 from .jwks import KeysUnavailable, RemoteKeys, StaticKeys
 from .tokens import ClaimsPolicy, Invalid, check_claims, header_fields, parse, scopes_of
+from .upstream import upstream_request
 
 log = logging.getLogger("gateway.auth")
 
@@ -177,7 +177,7 @@ class Authenticator:
                 upstream = request.clone(headers=CIMultiDict(kept))
             else:
                 identity = await self.identify(request, found, policy)
-                upstream = self.upstream_request(request, found, policy, identity)
+                upstream = upstream_request(request, found, policy, identity, self.spoofable)
             try:
                 return await handler(upstream)
             finally:
@@ -332,28 +332,6 @@ class Authenticator:
             expires=expires,
         )
 
-    # --- what goes upstream ----------------------------------------------------------------
-
-    def upstream_request(
-        self, request: web.Request, found: RouteMatch, policy: AuthPolicy, identity: Identity
-    ) -> web.Request:
-        """The request as the upstream gets it: identity headers set from the verified
-        identity, the client's own identity-family headers removed, and the credential
-        removed unless the route forwards it."""
-        drop, spoofable = policy.credential_headers, self.spoofable
-        headers = CIMultiDict(
-            (n, v) for n, v in request.headers.items() if not spoofable(n) and n.lower() not in drop
-        )
-        headers.extend(identity.headers())
-        clone = request.clone(headers=headers)
-        clone[IDENTITY] = identity
-        if policy.key_query and not policy.forward_credential and found.path.query:
-            query = without_param(found.path.query, policy.key_query)
-            if query != found.path.query:
-                # The route match carries the target the upstream (and the cache key) uses.
-                clone[ROUTE] = found._replace(path=found.path._replace(query=query))
-        return clone
-
     # --- answers ---------------------------------------------------------------------------
 
     def _wanted(self, policy: AuthPolicy) -> str:
@@ -383,12 +361,6 @@ class Authenticator:
         problem = Unauthorized(detail)
         problem.headers["WWW-Authenticate"] = ", ".join(challenges)
         return problem
-
-
-def without_param(query: str, name: str) -> str:
-    """`?a=1&api_key=X&b=2` -> `?a=1&b=2`: the other parameters byte for byte."""
-    kept = [part for part in query[1:].split("&") if unquote_plus(part.partition("=")[0]) != name]
-    return "?" + "&".join(kept) if kept else ""
 
 
 def query_credentials(config: AuthConfig, routes: list[AuthPolicy]) -> frozenset[str]:
