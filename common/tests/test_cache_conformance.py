@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from common.cache_conformance import CHUNKED_CALL, RUN_CALL
 from common.testing.processes import REPO_ROOT, child_env
 
 
@@ -76,3 +77,35 @@ def test_two_stages_installing_the_suite_at_once_install_it_once(tmp_path: Path)
     assert sorted(p.name for p in root.iterdir() if not p.name.endswith(".lock")) == [
         next(p.name for p in root.iterdir() if p.is_dir())
     ]  # no staging folder left behind
+
+
+def test_the_installed_client_takes_how_many_tests_run_at_once(tmp_path: Path) -> None:
+    """The installed copy's cli.mjs reads CT_CHUNK_SIZE (the floor test runs every test at
+    once: ~10 s instead of ~60 s); a copy installed before that change is installed again."""
+    suite = tmp_path / "suite-src"
+    (suite / "suite" / "test-engine").mkdir(parents=True)
+    (suite / "suite" / "test-engine" / "cli.mjs").write_text(f"{RUN_CALL}.catch(err => {{}})\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "npm").write_text(FAKE_NPM)
+    (bin_dir / "npm").chmod(0o755)
+    calls, root = tmp_path / "npm-calls", tmp_path / "cache"
+    script = (
+        "from pathlib import Path; from common.cache_conformance import installed_suite;"
+        f" print(installed_suite(Path({str(suite)!r}), Path({str(root)!r})))"
+    )
+    env = child_env({"PATH": f"{bin_dir}:/usr/bin:/bin", "NPM_CALLS": str(calls)})
+    env.pop("CACHE_TESTS_DIR", None)
+
+    def install() -> Path:
+        done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=env,
+                              capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+        return Path(done.stdout.strip())
+
+    cli = install() / "test-engine" / "cli.mjs"
+    assert CHUNKED_CALL in cli.read_text() and RUN_CALL not in cli.read_text()
+    assert install() / "test-engine" / "cli.mjs" == cli  # ready: not installed again
+    assert len(calls.read_text().split()) == 1
+    cli.write_text(f"{RUN_CALL}\n")  # as an install from before CT_CHUNK_SIZE left it
+    assert CHUNKED_CALL in (install() / "test-engine" / "cli.mjs").read_text()
+    assert len(calls.read_text().split()) == 2
