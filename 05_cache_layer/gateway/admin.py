@@ -2,7 +2,7 @@
 
     GET /health       {"status": "ok", "pid"}: this process is up and serving
 
-and every concern's views (gateway/concern.py), e.g. this stage's load balancing:
+and every concern's views (gateway/concern.py), e.g. stage 03's load balancing:
 
     GET /upstreams    every pool: strategy, and each target's state (healthy, unhealthy,
                       open, half-open), requests in flight, openings
