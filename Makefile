@@ -19,7 +19,7 @@ STAGE ?= $(NEWEST_GATEWAY)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test check propagate diff lint typecheck services pass-through trie lb restart stop-all bench trie-bench \
-	lb-bench lb-chaos channelling channelling-bench cache cache-bench cache-conformance auth auth-bench rate-limit ratelimit-bench bench-all clean
+	lb-bench lb-chaos channelling channelling-bench cache cache-bench cache-conformance auth auth-bench rate-limit ratelimit-bench observability bench-all clean
 
 help: ## list every target (the default)
 	@echo "usage: make <target>   (first use creates .venv and installs requirements.txt)"
@@ -94,6 +94,9 @@ auth: $(STAMP) ## 06: six backends, the identity provider on :9100, the gateway 
 rate-limit: $(STAMP) ## 07: backends, the identity provider, a private Redis, the gateway with rate limits (WORKERS=2: two)
 	$(PY) -m common.launch 07_rate_limiting $(if $(WORKERS),--workers $(WORKERS))
 
+observability: $(STAMP) ## 08: stage 07 with Prometheus metrics on the admin listener, GET :8081/metrics (WORKERS=2: two, one scrape)
+	$(PY) -m common.launch 08_observability $(if $(WORKERS),--workers $(WORKERS))
+
 restart: $(STAMP) ## start a backend of the running stage again: make restart NAME=users-b
 	@test -n "$(NAME)" || { echo "usage: make restart NAME=users-b"; exit 2; }
 	@$(PY) -m common.launch --restart $(NAME)
@@ -128,7 +131,7 @@ auth-bench: $(STAMP) ## 05 vs 06: CPU per request for API keys and JWT per algor
 ratelimit-bench: $(STAMP) ## 06 vs 07: accuracy (2,000 at once, workers, Redis), the window edge, overhead, Redis stopped (~1.5 min; ARGS=--quick)
 	$(PY) -m common.bench.ratelimit_bench $(ARGS)
 
-bench-all: $(STAMP) ## every stage 01-07, the same request, its concerns on: CPU µs, p50/p99, what each added (~1.5 min; ARGS=--quick)
+bench-all: $(STAMP) ## every stage 01-08, the same request, its concerns on: CPU µs, p50/p99, what each added (~1.5 min; ARGS=--quick)
 	$(PY) -m common.bench.bench_all $(ARGS)
 
 clean: ## remove caches and .run/ (keeps .venv)

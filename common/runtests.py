@@ -44,6 +44,7 @@ EXPECTED_SECONDS = {
     "05_cache_layer": 110,
     "06_authentication": 130,
     "07_rate_limiting": 145,
+    "08_observability": 155,
 }  # 05 on run the conformance suite (all at once: ~10 s each)
 
 

@@ -1,0 +1,186 @@
+"""Prometheus metrics: RED per route (rate, errors, duration), the upstreams' time, and
+GET /metrics on the admin listener.
+
+    gateway_requests_total{route,method,code,source}   every answer the client got
+    gateway_request_duration_seconds{route}            histogram: the whole request
+    gateway_upstream_duration_seconds{upstream}        histogram: each try, until its head
+    gateway_requests_in_flight                         requests inside the gateway now
+    gateway_build_info{stage,config_hash}              1: which code, which gateway.toml
+
+The names are the ones dashboards and alerts written for other gateways expect (Kong's
+and APISIX's say http_requests_total and latency; Envoy's say upstream_rq and rq_time);
+ARCHITECTURE.md puts them side by side.
+
+`route` is the route as configured (`/users`, `/api/v1/users/{id}`), never the raw path:
+a label value is a series, and a raw path would make one per user id, per typo, per
+scanner's probe, until the scrape is megabytes and the Prometheus server runs out of
+memory. A request no route matched (404, 400, 431) counts under one value, UNMATCHED.
+`method` is one of the standard methods or `_OTHER` (OpenTelemetry's convention): a
+client may send any token as a method. `code` is the status the client got. `source`
+says who made that answer (Kong's label): `upstream` when the gateway relayed a service's
+answer, `gateway` when it made one itself (a 401, a 429, a 504, a cache hit), so "our
+503s" and "their 503s" are two lines on a graph. The gateway's own time is the request's
+duration less the upstream's.
+
+prometheus-client does the bookkeeping (the library every Python exporter uses): each
+increment takes a lock and adds a float, each observation finds its bucket. What the
+gateway adds is caching the labelled children: `labels()` builds and hashes a tuple and
+takes a lock on every call, and a request would pay it three times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from collections.abc import Sequence
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from gateway.concern import AdminView
+from gateway.proxy import RelayedResponse
+from gateway.routing import ROUTE
+
+from .workers import SHARED_DIR
+
+UNMATCHED = "(unmatched)"
+OTHER_METHOD = "_OTHER"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+# nginx's code for "the client closed the connection before the response was complete".
+CLIENT_CLOSED = 499
+
+# Seconds. Prometheus's default buckets start at 5 ms, where a gateway's own answers (a
+# cache hit, a 401) are long done: these start at 0.5 ms and end at 10 s, the longest
+# deadline worth a bucket. Fourteen buckets per series: each is a series of its own, so
+# more resolution costs memory in every Prometheus that scrapes this.
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+Counted = tuple[str, str, int, str]  # route, method, code, source
+
+
+class Metrics:
+    """The metric families of one gateway process, and the RED middleware that feeds them."""
+
+    def __init__(self, *, stage: str, config_text: str) -> None:
+        # With --workers N the series live in files every worker writes and the scrape
+        # sums (workers.py); then the families are registered nowhere, and /metrics reads
+        # the files. With one worker they live in this process's own registry.
+        shared = os.environ.get(SHARED_DIR)
+        own = None if shared else CollectorRegistry()
+        self.requests = Counter(
+            "gateway_requests",
+            "Answers the clients got, by route, method, status code and who made them",
+            ["route", "method", "code", "source"],
+            registry=own,
+        )
+        self.duration = Histogram(
+            "gateway_request_duration_seconds",
+            "Time from the request's arrival to its answer, by route",
+            ["route"],
+            buckets=BUCKETS,
+            registry=own,
+        )
+        self.upstream = Histogram(
+            "gateway_upstream_duration_seconds",
+            "Time from sending a try upstream to its response head, by upstream pool",
+            ["upstream"],
+            buckets=BUCKETS,
+            registry=own,
+        )
+        self.in_flight = Gauge(
+            "gateway_requests_in_flight",
+            "Requests inside the gateway now",
+            registry=own,
+            multiprocess_mode="livesum",  # every live worker's, added up
+        )
+        build = Gauge(
+            "gateway_build_info",
+            "Always 1: the stage that runs and the hash of its gateway.toml",
+            ["stage", "config_hash"],
+            registry=own,
+            multiprocess_mode="max",  # the workers agree: one series, not one per pid
+        )
+        config_hash = hashlib.sha256(config_text.encode()).hexdigest()[:12]
+        build.labels(stage, config_hash).set(1)
+        exposed = own if own is not None else CollectorRegistry()
+        if shared:
+            # prometheus-client leaves this constructor unannotated (it registers itself).
+            MultiProcessCollector(exposed, shared)  # type: ignore[no-untyped-call]
+        self._page = make_aiohttp_handler(exposed)
+        # The labelled children, made once per label set: all values come from the
+        # config or a fixed list, so these dicts are as bounded as the series are.
+        self._counted: dict[Counted, Counter] = {}
+        self._timed: dict[str, Histogram] = {}
+        self._upstreams: dict[str, Histogram] = {}
+
+    # --- the request path ------------------------------------------------------------
+
+    def middleware(self) -> Middleware:
+        """RED for every request on the public port; outermost but for the request id,
+        so that it sees the status the client got, a problem+json included."""
+        in_flight = self.in_flight
+
+        @web.middleware
+        async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
+            start = time.perf_counter()
+            in_flight.inc()
+            status, source = 500, "gateway"  # an exception that escaped every handler
+            try:
+                response = await handler(request)
+                status = response.status
+                if isinstance(response, RelayedResponse):
+                    source = "upstream"
+                return response
+            except asyncio.CancelledError:
+                status = CLIENT_CLOSED  # the client left first
+                raise
+            finally:
+                in_flight.dec()
+                # Set by routing on this request object; absent when no route matched.
+                # (An absolute-form request-target is routed on a clone: it counts as
+                # unmatched, a price paid for never reading the raw path here.)
+                found = request.get(ROUTE)
+                route = UNMATCHED if found is None else found.route.patterns[0]
+                method = request.method
+                self.count(route, method if method in METHODS else OTHER_METHOD, status, source)
+                self.time(route, time.perf_counter() - start)
+
+        return measure
+
+    def count(self, route: str, method: str, code: int, source: str) -> None:
+        key = (route, method, code, source)
+        child = self._counted.get(key)
+        if child is None:
+            child = self._counted[key] = self.requests.labels(route, method, str(code), source)
+        child.inc()
+
+    def time(self, route: str, seconds: float) -> None:
+        child = self._timed.get(route)
+        if child is None:
+            child = self._timed[route] = self.duration.labels(route)
+        child.observe(seconds)
+
+    def upstream_time(self, pool: str, seconds: float) -> None:
+        """One try's time to its response head (or its failure), from the channel."""
+        child = self._upstreams.get(pool)
+        if child is None:
+            child = self._upstreams[pool] = self.upstream.labels(pool)
+        child.observe(seconds)
+
+    # --- the admin listener --------------------------------------------------------------
+
+    def admin_views(self) -> Sequence[AdminView]:
+        # prometheus-client's own handler: the text format, or OpenMetrics when the
+        # scraper's Accept header asks for it (Prometheus does), gzip when it may.
+        return (AdminView(path="/metrics", page=self._page),)
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass

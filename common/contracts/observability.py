@@ -1,0 +1,253 @@
+"""The observability contract: what every stage from 08 on tells the people who run it.
+
+A stage runs it from `tests/test_observability_contract.py`:
+
+    from common.contracts.observability import *  # noqa: F403
+
+with the `stage_dir` and `render` fixtures of its conftest.py. Real gateway processes; the
+scrapes are parsed with prometheus-client's parser, and the numbers are compared with the
+traffic the test sent.
+
+- GET /metrics on the admin listener, Prometheus text (OpenMetrics when asked);
+- gateway_requests_total counts every answer by route as configured (never the raw path;
+  one value for no route), method, code, and source (upstream relayed it, or the gateway
+  made it): an upstream's 404 and the gateway's 404 are two series;
+- the duration histograms count the same requests, per route and per upstream pool;
+- cardinality is bounded: 10,000 random paths and 1,000 random API keys add no series;
+- with --workers 2, one scrape adds up both workers.
+
+Run against stage 07 it fails: 07's admin listener has no /metrics (404).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import secrets
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from common.contracts.upstreams import refused_port
+from common.contracts.wire import send
+from common.testing.gateway import Render, start_gateway
+from common.testing.processes import Proc, start_backend
+from common.testing.specs import GatewaySpec, RouteAuthSpec, RouteSpec
+
+UNMATCHED = "(unmatched)"
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    proc = start_backend("users", "a", log_dir=tmp_path_factory.mktemp("obs-origin"))
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def dead_port() -> Iterator[int]:
+    with refused_port() as port:
+        yield port
+
+
+def routes(origin: Proc, dead_port: int) -> list[RouteSpec]:
+    return [
+        RouteSpec("/users", origin.url),
+        RouteSpec("/keyed", origin.url, strip_prefix=True, auth=RouteAuthSpec(mode="key")),
+        RouteSpec("/dead", f"http://127.0.0.1:{dead_port}", strip_prefix=True),
+    ]
+
+
+@pytest.fixture(scope="module")
+def gateway(origin: Proc, dead_port: int, stage_dir: Path, render: Render,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:  # fmt: skip
+    spec = GatewaySpec(routes(origin, dead_port))
+    proc = start_gateway(stage_dir, render(spec), tmp_path_factory.mktemp("obs-gateway"))
+    yield proc
+    proc.stop()
+
+
+def scrape(gateway: Proc, accept: str | None = None) -> tuple[str, str]:
+    """(content type, body) of GET /metrics on the admin listener."""
+    request = urllib.request.Request(gateway.admin_url + "/metrics")
+    if accept is not None:
+        request.add_header("Accept", accept)
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        return reply.headers.get("Content-Type", ""), reply.read().decode()
+
+
+def samples(gateway: Proc) -> Samples:
+    """Every sample of one scrape, by (name, labels)."""
+    found: Samples = {}
+    for family in text_string_to_metric_families(scrape(gateway)[1]):
+        for sample in family.samples:
+            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return found
+
+
+def value(found: Samples, name: str, **labels: str) -> float:
+    return found.get((name, frozenset(labels.items())), 0.0)
+
+
+def total(found: Samples, name: str, **labels: str) -> float:
+    """The sum over every series of `name` whose labels include `labels`."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in found.items() if n == name and wanted <= ls)
+
+
+def requests(found: Samples, route: str, code: str, source: str, method: str = "GET") -> float:
+    return value(
+        found, "gateway_requests_total", route=route, method=method, code=code, source=source
+    )
+
+
+def test_metrics_is_prometheus_text_on_the_admin_listener(gateway: Proc) -> None:
+    content_type, body = scrape(gateway)
+    assert content_type.startswith("text/plain"), content_type
+    assert "# TYPE gateway_requests_total counter" in body
+    assert "# TYPE gateway_request_duration_seconds histogram" in body
+    found = samples(gateway)
+    assert value(found, "gateway_requests_in_flight") == 0
+    build = [ls for (n, ls), v in found.items() if n == "gateway_build_info" and v == 1]
+    assert len(build) == 1 and dict(build[0])["stage"] == Path.cwd().name
+    assert re.fullmatch(r"[0-9a-f]{12}", dict(build[0])["config_hash"])
+    # The public port has no such page: it answers routes only.
+    assert send(gateway.port, "GET", "/metrics").status == 404
+
+
+def test_openmetrics_when_the_scraper_asks(gateway: Proc) -> None:
+    content_type, body = scrape(gateway, "application/openmetrics-text; version=1.0.0")
+    assert content_type.startswith("application/openmetrics-text"), content_type
+    assert body.rstrip().endswith("# EOF")
+
+
+def test_each_answer_counts_by_route_method_code_and_source(gateway: Proc) -> None:
+    before = samples(gateway)
+    for _ in range(3):
+        assert send(gateway.port, "GET", "/users/1").status == 200
+    for _ in range(2):
+        assert send(gateway.port, "GET", "/users/987654").status == 404  # the service's 404
+    assert send(gateway.port, "GET", "/nowhere/at/all").status == 404  # no route: ours
+    assert send(gateway.port, "HEAD", "/users/1").status == 200
+    assert send(gateway.port, "BREW", "/users/1").status in (400, 405, 501)
+    assert send(gateway.port, "GET", "/keyed/users/1").status == 401
+    dead = send(gateway.port, "GET", "/dead/x").status
+    assert dead in (502, 503)
+    after = samples(gateway)
+
+    def grew(route: str, code: str, source: str, method: str = "GET") -> float:
+        return requests(after, route, code, source, method) - requests(
+            before, route, code, source, method
+        )
+
+    assert grew("/users", "200", "upstream") == 3
+    assert grew("/users", "404", "upstream") == 2
+    assert grew(UNMATCHED, "404", "gateway") == 1
+    assert grew("/users", "200", "upstream", method="HEAD") == 1
+    assert grew("/keyed", "401", "gateway") == 1
+    assert grew("/dead", str(dead), "gateway") == 1
+    # A method nobody registered is not a label value of its own.
+    methods = {dict(ls)["method"] for (n, ls) in after if n == "gateway_requests_total"}
+    assert "BREW" not in methods and methods <= {"GET", "HEAD", "_OTHER"}
+    # No raw path anywhere: route values are the configured ones.
+    routes = {dict(ls)["route"] for (n, ls) in after if n == "gateway_requests_total"}
+    assert routes <= {"/users", "/keyed", "/dead", UNMATCHED}
+
+
+def test_durations_count_the_same_requests(gateway: Proc) -> None:
+    before = samples(gateway)
+    for _ in range(5):
+        assert send(gateway.port, "GET", "/users/2").status == 200
+    after = samples(gateway)
+    name = "gateway_request_duration_seconds_count"
+    assert value(after, name, route="/users") - value(before, name, route="/users") == 5
+    upstream = "gateway_upstream_duration_seconds_count"
+    tries = total(after, upstream) - total(before, upstream)
+    assert tries == 5  # one try each, on the route's pool
+    # Every request took some time, and no more than the 10 s bucket.
+    inf = value(after, "gateway_request_duration_seconds_bucket", route="/users", le="+Inf")
+    ten = value(after, "gateway_request_duration_seconds_bucket", route="/users", le="10.0")
+    assert inf == ten == value(after, name, route="/users")
+    assert value(after, "gateway_request_duration_seconds_sum", route="/users") > 0
+
+
+async def _storm(port: int, targets: list[tuple[str, dict[str, str]]]) -> set[int]:
+    """Every target once over 16 keep-alive connections; the statuses seen."""
+    seen: set[int] = set()
+    queue = list(targets)
+    connector = aiohttp.TCPConnector(limit=16)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            while queue:
+                path, headers = queue.pop()
+                async with session.get(f"http://127.0.0.1:{port}{path}", headers=headers) as r:
+                    await r.read()
+                    seen.add(r.status)
+
+        await asyncio.gather(*(worker() for _ in range(16)))
+    return seen
+
+
+def test_random_paths_and_keys_add_no_series(gateway: Proc) -> None:
+    # One of each kind first, so that every series the storm can touch exists.
+    assert send(gateway.port, "GET", "/users/99999999").status == 404
+    assert send(gateway.port, "GET", "/zz").status == 404
+    assert send(gateway.port, "GET", "/keyed/users/1", [("X-API-Key", "nope")]).status == 401
+    series = set(samples(gateway))
+    rng = random.Random(8)
+    targets: list[tuple[str, dict[str, str]]] = []
+    for i in range(10_000):
+        number = rng.randrange(10**6, 10**12)  # no such user: the service's 404
+        targets.append((f"/users/{number}" if i % 2 else f"/{number:x}/{i}", {}))
+    for _ in range(1_000):
+        targets.append(("/keyed/users/1", {"X-API-Key": "gwk_" + secrets.token_urlsafe(40)}))
+    seen = asyncio.run(_storm(gateway.port, targets))
+    assert seen <= {401, 404}, seen
+    assert set(samples(gateway)) == series
+
+
+def test_one_scrape_adds_up_every_worker(
+    origin: Proc, dead_port: int, stage_dir: Path, render: Render, tmp_path: Path
+) -> None:
+    spec = GatewaySpec(routes(origin, dead_port), access_log=True)
+    proc = start_gateway(stage_dir, render(spec), tmp_path, "--workers", "2")
+    try:
+        sent = 0
+        for _ in range(4):  # fresh connections, several at once: the kernel hands them out
+            seen = asyncio.run(_storm(proc.port, [("/users/1", {})] * 60))
+            assert seen == {200}
+            sent += 60
+        # Both workers served some (the access log's pid field), or this proves nothing.
+        # A worker writes its line after the answer left: wait for the last ones.
+        lines = wait_for(lambda: access_lines(proc, "GET /users/1 "), sent)
+        pids = {line.split()[3] for line in lines}
+        assert len(pids) == 2, pids
+        for _ in range(3):  # whichever worker answers the scrape, the same sum
+            found = samples(proc)
+            assert requests(found, "/users", "200", "upstream") == sent
+            assert value(found, "gateway_request_duration_seconds_count", route="/users") == sent
+            assert len([k for k in found if k[0] == "gateway_build_info"]) == 1
+    finally:
+        proc.stop()
+
+
+def access_lines(proc: Proc, request: str) -> list[str]:
+    log = proc.log_path.read_text().splitlines()
+    return [line for line in log if f"gateway.access: {request}" in line]
+
+
+def wait_for(read: Callable[[], list[str]], count: int, timeout: float = 5.0) -> list[str]:
+    """`read()` once it returns `count` items (it only grows); fails after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while len(found := read()) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(found) == count, f"{len(found)} of {count}"
+    return found
