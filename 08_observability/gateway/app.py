@@ -59,6 +59,7 @@ from gateway.config import GatewayConfig
 from gateway.errors import problem_middleware
 from gateway.limits import head_limits_middleware
 from gateway.observability.metrics import Metrics
+from gateway.observability.state import Observed
 from gateway.proxy import Proxy
 from gateway.ratelimit.limiter import Limiter
 from gateway.ratelimit.store import open_store as open_limit_store
@@ -114,6 +115,12 @@ def build_apps(config: GatewayConfig) -> tuple[web.Application, web.Application]
     middlewares.append(limiter.middleware())
     cache = Cache(open_store(config.cache), config.cache)
     middlewares.append(cache.middleware())
+
+    # Each concern's own numbers (retries, cache results, auth outcomes, ...) as metrics.
+    observed = Observed(
+        upstreams=upstreams, channel=channel, cache=cache, auth=authenticator, limiter=limiter
+    )
+    metrics.watch(observed)
 
     app = web.Application(middlewares=middlewares)
     app.on_response_prepare.append(limiter.on_prepare)  # RateLimit fields on streamed answers

@@ -14,7 +14,11 @@ traffic the test sent.
   made it): an upstream's 404 and the gateway's 404 are two series;
 - the duration histograms count the same requests, per route and per upstream pool;
 - cardinality is bounded: 10,000 random paths and 1,000 random API keys add no series;
-- with --workers 2, one scrape adds up both workers.
+- each concern's decisions: retries by why, a target's breaker open, rate-limit
+  decisions, auth outcomes by method, cache results;
+- with --workers 2, one scrape adds up both workers;
+- a real Prometheus server scrapes it and computes from it (`increase`,
+  `histogram_quantile`): skipped without a `prometheus` binary, failed so under CI.
 
 Run against stage 07 it fails: 07's admin listener has no /metrics (404).
 """
@@ -38,7 +42,18 @@ from common.contracts.upstreams import refused_port
 from common.contracts.wire import send
 from common.testing.gateway import Render, start_gateway
 from common.testing.processes import Proc, start_backend
-from common.testing.specs import GatewaySpec, RouteAuthSpec, RouteSpec
+from common.testing.prometheus import prometheus
+from common.testing.specs import (
+    ChannelSpec,
+    GatewaySpec,
+    HealthSpec,
+    LimitSpec,
+    PoolSpec,
+    RouteAuthSpec,
+    RouteLimitSpec,
+    RouteSpec,
+    targets,
+)
 
 UNMATCHED = "(unmatched)"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -178,6 +193,53 @@ def test_durations_count_the_same_requests(gateway: Proc) -> None:
     assert value(after, "gateway_request_duration_seconds_sum", route="/users") > 0
 
 
+def test_each_concern_shows_its_decisions(
+    origin: Proc, dead_port: int, stage_dir: Path, render: Render, tmp_path: Path
+) -> None:
+    dead = f"http://127.0.0.1:{dead_port}"
+    # The dead target first in the ring, no active checks: its breaker opens on the first
+    # refused try, which the channel retries on the live one.
+    once = HealthSpec(
+        active=False, consecutive_failures=1, base_ejection_time=60.0, max_ejection_time=60.0
+    )
+    pool = PoolSpec(targets(dead, origin.url), health=once)
+    spec = GatewaySpec(
+        [
+            RouteSpec("/mixed", "mixed", strip_prefix=True, channel=ChannelSpec(attempts=2)),
+            RouteSpec("/limited", origin.url, strip_prefix=True, rate_limit=RouteLimitSpec(
+                limits=(LimitSpec("minute", 2, 60.0),), key="client_ip")),
+            RouteSpec("/keyed", origin.url, strip_prefix=True, auth=RouteAuthSpec(mode="key")),
+        ],
+        pools={"mixed": pool},
+    )  # fmt: skip
+    proc = start_gateway(stage_dir, render(spec), tmp_path)
+    try:
+        before = samples(proc)
+        assert [send(proc.port, "GET", "/mixed/users/1").status for _ in range(4)] == [200] * 4
+        assert [send(proc.port, "GET", "/limited/users/1").status for _ in range(3)] == [
+            200, 200, 429]  # fmt: skip
+        assert send(proc.port, "GET", "/keyed/users/1").status == 401
+        assert send(proc.port, "GET", "/keyed/users/1", [("X-API-Key", "gwk_x")]).status == 401
+        after = samples(proc)
+    finally:
+        proc.stop()
+
+    def grew(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    assert grew("gateway_retries_total", reason="refused") == 1  # then the breaker is open
+    broken = {"upstream": "mixed", "target": dead}
+    assert value(after, "gateway_upstream_breaker_state", **broken, state="open") == 1
+    assert value(after, "gateway_upstream_breaker_state", **broken, state="closed") == 0
+    assert value(after, "gateway_upstream_breaker_openings_total", **broken) == 1
+    assert grew("gateway_upstream_duration_seconds_count", upstream="mixed") == 5  # 4 + 1
+    assert grew("gateway_ratelimit_decisions_total", decision="admitted") == 2
+    assert grew("gateway_ratelimit_decisions_total", decision="limited") == 1
+    assert grew("gateway_auth_results_total", method="none", outcome="missing") == 1
+    assert grew("gateway_auth_results_total", method="key", outcome="invalid") == 1
+    assert grew("gateway_cache_results_total") >= 4  # each GET was looked up
+
+
 async def _storm(port: int, targets: list[tuple[str, dict[str, str]]]) -> set[int]:
     """Every target once over 16 keep-alive connections; the statuses seen."""
     seen: set[int] = set()
@@ -251,3 +313,29 @@ def wait_for(read: Callable[[], list[str]], count: int, timeout: float = 5.0) ->
         time.sleep(0.02)
     assert len(found) == count, f"{len(found)} of {count}"
     return found
+
+
+def test_a_real_prometheus_scrapes_and_computes(
+    origin: Proc, dead_port: int, stage_dir: Path, render: Render, tmp_path: Path
+) -> None:
+    proc = start_gateway(stage_dir, render(GatewaySpec(routes(origin, dead_port))), tmp_path)
+    try:
+        with prometheus(f"127.0.0.1:{proc.admin_port}", tmp_path) as server:
+            assert server.wait_for('up{job="gateway"}', 1) == 1, server.log.read_text()[-2000:]
+            # One request first: a series' first sample is where `increase` starts from.
+            assert send(proc.port, "GET", "/users/2").status == 200
+            served = 'gateway_requests_total{route="/users",code="200",source="upstream"}'
+            assert server.wait_for(f"sum({served})", 1) == 1
+            for _ in range(20):
+                assert send(proc.port, "GET", "/users/2").status == 200
+            assert server.wait_for(f"sum({served})", 21) == 21
+            # The last minute saw the 20 (Prometheus extrapolates to the window: at least).
+            grown = server.value(f"sum(increase({served}[1m]))")
+            assert grown is not None and grown >= 20
+            # The median of the route's latency, from its buckets, as a dashboard asks.
+            buckets = 'gateway_request_duration_seconds_bucket{route="/users"}'
+            median = server.value(f"histogram_quantile(0.5, sum by (le) ({buckets}))")
+            assert median is not None and 0 < median <= 10
+            assert server.value('gateway_build_info{job="gateway"}') == 1
+    finally:
+        proc.stop()

@@ -135,6 +135,8 @@ class Authenticator:
         # sha256(token) -> (identity, issuer name, valid until): tokens verified already.
         self.verified: OrderedDict[bytes, tuple[Identity, str, float]] = OrderedDict()
         self.counts: Counter[str] = Counter()
+        # The same decisions by how the caller tried (key, jwt, none), for the metrics.
+        self.by_method: Counter[tuple[str, str]] = Counter()
         self._session: ClientSession | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -193,23 +195,23 @@ class Authenticator:
         try:
             identity = await self._identify(request, policy)
         except Invalid as exc:
-            self.counts["invalid"] += 1
+            self._count(request, policy, "invalid")
             log.info("401 invalid credential on %s: %s", where, exc)
             raise self._unauthorized(
                 policy, "the credential is not valid", "invalid_token"
             ) from None
         except KeysUnavailable as exc:
-            self.counts["unavailable"] += 1
+            self._count(request, policy, "unavailable")
             log.warning("503 on %s: %s", where, exc)
             raise AuthUnavailable(
                 "the gateway cannot check tokens of this issuer right now"
             ) from None
         if identity is None:
-            self.counts["missing"] += 1
+            self._count(request, policy, "missing")
             raise self._unauthorized(policy, f"this route needs {self._wanted(policy)}", None)
         missing = policy.scopes - identity.scopes
         if missing:
-            self.counts["insufficient_scope"] += 1
+            self._count(request, policy, "insufficient_scope")
             needed = " ".join(sorted(policy.scopes))
             log.info(
                 "403 on %s: %s lacks %s", where, identity.consumer_id, " ".join(sorted(missing))
@@ -222,8 +224,19 @@ class Authenticator:
                     f'Bearer realm="{self.realm}", error="insufficient_scope", scope="{needed}"'
                 )
             raise error
-        self.counts["accepted"] += 1
+        self._count(request, policy, "accepted")
         return identity
+
+    def _count(self, request: web.Request, policy: AuthPolicy, outcome: str) -> None:
+        self.counts[outcome] += 1
+        scheme = request.headers.get(hdrs.AUTHORIZATION, "")[:7].lower()
+        if outcome == "missing":
+            method = "none"  # no credential at all
+        elif policy.wants_jwt and scheme == "bearer ":
+            method = "jwt"  # _identify reads a bearer token first, as it does here
+        else:
+            method = "key"
+        self.by_method[(method, outcome)] += 1
 
     async def _identify(self, request: web.Request, policy: AuthPolicy) -> Identity | None:
         if policy.wants_jwt:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 from aiohttp import web
@@ -88,6 +89,10 @@ class Channel:
         self.websockets = WebSockets(upstreams)  # upgrades leave the tries at the handler
         # Each try's time to its response head, by pool: the metrics' upstream histogram.
         self.observe = observe or _unobserved
+        # Retries by why (the status, or refused, timeout, broken) and hedges sent, for
+        # the metrics: plain counts, read when Prometheus scrapes (observability/state.py).
+        self.retried: Counter[str] = Counter()
+        self.hedges = 0
 
     async def start(self) -> None:
         await self.websockets.start()
@@ -190,6 +195,7 @@ class Channel:
                             return relayed.response
                     lease.report(answer.status)  # a 503 we retry still counts against it
                     answer.close()
+                    self.retried[str(answer.status)] += 1
                 else:
                     failed = outcome.failure
                     assert failed is not None
@@ -211,6 +217,7 @@ class Channel:
                     if wait is None or not self.budget.try_acquire():
                         lease.release()
                         raise failed.problem()
+                    self.retried[failed.kind] += 1
                 # The failed target is let go before the backoff: a retry asleep is no load
                 # on it (least-connections counts the leases in flight). The request keeps
                 # its bulkhead place and its retry counts as in flight: it is coming.
@@ -264,6 +271,7 @@ class Channel:
             self.budget.release()
             return await first
         tried.append(second_lease.target)
+        self.hedges += 1
         second = asyncio.ensure_future(
             self._open(request, found, second_lease, body, deadline, len(tried), tracker)
         )

@@ -46,6 +46,7 @@ from gateway.concern import AdminView
 from gateway.proxy import RelayedResponse
 from gateway.routing import ROUTE
 
+from .state import Observed, StateMetrics
 from .workers import SHARED_DIR
 
 UNMATCHED = "(unmatched)"
@@ -107,11 +108,14 @@ class Metrics:
         )
         config_hash = hashlib.sha256(config_text.encode()).hexdigest()[:12]
         build.labels(stage, config_hash).set(1)
+        self._own = own
         exposed = own if own is not None else CollectorRegistry()
         if shared:
             # prometheus-client leaves this constructor unannotated (it registers itself).
             MultiProcessCollector(exposed, shared)  # type: ignore[no-untyped-call]
-        self._page = make_aiohttp_handler(exposed)
+        self._exposition = make_aiohttp_handler(exposed)
+        self.state: StateMetrics | None = None
+        self._syncing: asyncio.Task[None] | None = None
         # The labelled children, made once per label set: all values come from the
         # config or a fixed list, so these dicts are as bounded as the series are.
         self._counted: dict[Counted, Counter] = {}
@@ -172,15 +176,27 @@ class Metrics:
             child = self._upstreams[pool] = self.upstream.labels(pool)
         child.observe(seconds)
 
+    def watch(self, observed: Observed) -> None:
+        """Each concern's own numbers too (state.py), once the concerns exist."""
+        self.state = StateMetrics(observed, self._own)
+
     # --- the admin listener --------------------------------------------------------------
 
     def admin_views(self) -> Sequence[AdminView]:
-        # prometheus-client's own handler: the text format, or OpenMetrics when the
-        # scraper's Accept header asks for it (Prometheus does), gzip when it may.
         return (AdminView(path="/metrics", page=self._page),)
 
+    async def _page(self, request: web.Request) -> web.StreamResponse:
+        if self.state is not None:
+            self.state.sync()  # this worker's numbers as of now
+        # prometheus-client's own handler: the text format, or OpenMetrics when the
+        # scraper's Accept header asks for it (Prometheus does), gzip when it may.
+        return await self._exposition(request)
+
     async def start(self) -> None:
-        pass
+        if self.state is not None:
+            self._syncing = asyncio.create_task(self.state.keep_synced())
 
     async def close(self) -> None:
-        pass
+        if self._syncing is not None:
+            self._syncing.cancel()
+            await asyncio.gather(self._syncing, return_exceptions=True)
