@@ -1,4 +1,4 @@
-"""Stage 08 API gateway: stage 07's rate-limited gateway, with Prometheus metrics.
+"""Stage 08 API gateway: stage 07's rate-limited gateway, with metrics, traces and a dashboard.
 
 (The first line above is also what `python -m gateway --help` says: one place per stage.)
 `python -m gateway --config gateway.toml` starts it. The modules, in the order a request
@@ -17,7 +17,8 @@ meets them:
                   the routing middleware
 - `trie.py`       the radix trie: priority, backtracking, 405 (built by `trie_build.py`)
 - `patterns.py`   route patterns (`/users/{id}`, `{rest:path}`) and rewrite templates
-- `observability/` what the operators see: RED metrics per route, GET /metrics
+- `observability/` what the operators see: metrics (GET /metrics), traces (OTLP),
+                  a live dashboard (GET /dashboard)
 - `auth/`         who is calling: API keys, JWT (PyJWT), JWKS with rotation, scopes;
                   identity headers upstream, spoofed ones removed; 401 / 403
 - `ratelimit/`    how often: GCRA and sliding-window limits per consumer, address or key,

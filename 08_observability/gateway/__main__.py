@@ -95,7 +95,7 @@ def print_error(message: str) -> None:
         stderr.print(Text.assemble(("error:", "red"), " ", line))
 
 
-def configure_logging() -> None:
+def configure_logging(json_access: bool = False) -> None:
     # Plain one-line records on stderr, not rich: log lines are grepped, shipped and
     # interleaved across workers, and each must stay one line with the request id in it.
     handler = logging.StreamHandler()
@@ -104,6 +104,12 @@ def configure_logging() -> None:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    if json_access:  # access lines are JSON objects: alone on their line, no prefix
+        plain = logging.StreamHandler()
+        plain.setFormatter(logging.Formatter("%(message)s"))
+        access = logging.getLogger("gateway.access")
+        access.addHandler(plain)
+        access.propagate = False
 
 
 def with_overrides(config: GatewayConfig, args: argparse.Namespace) -> GatewayConfig:
@@ -153,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         stderr.print(Text(f"{args.config}: ok, {len(config.routes)} routes"))
         return 0
 
-    configure_logging()
+    configure_logging(json_access=config.observability.access_log_format == "json")
     for level, note in config.startup_notes(args.workers):
         log.log(level, "%s", note)
     if args.workers > 1:

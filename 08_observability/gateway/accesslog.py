@@ -13,7 +13,8 @@ request id). With `access_log = false` this middleware is not installed at all: 
 disabled logger still costs a call per request, and the bench measures with it off.
 Production gateways log the same fields and more (Envoy's default format has upstream
 host, response flags, bytes in/out, the upstream's own service time), usually as JSON
-lines for a log pipeline rather than text for a terminal.
+lines for a log pipeline rather than text for a terminal: `access_log_format = "json"`
+(stage 08) writes those, each a JSON object alone on its line, with the trace's ids.
 
 A query parameter that can carry an API key (stage 06: a route's `key_query`) is logged
 as `api_key=REDACTED`: access logs are read, shipped and kept by many more people than
@@ -22,12 +23,16 @@ the key's owner. Headers are never logged, so Authorization needs no such care.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from urllib.parse import unquote_plus
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+
+from gateway import requestid
+from gateway.observability.tracing import current_ids
 
 log = logging.getLogger("gateway.access")
 
@@ -37,8 +42,11 @@ UPSTREAM = web.RequestKey("upstream", str)  # set by the app once a route is cho
 CLIENT_CLOSED = 499
 
 
-def access_log_middleware(hidden: frozenset[str] = frozenset()) -> Middleware:
-    """The middleware; the values of the query parameters named in `hidden` are not logged."""
+def access_log_middleware(
+    hidden: frozenset[str] = frozenset(), *, json_lines: bool = False
+) -> Middleware:
+    """The middleware; the values of the query parameters named in `hidden` are not logged.
+    `json_lines`: one JSON object per line instead, with the trace's ids."""
 
     @web.middleware
     async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -52,16 +60,25 @@ def access_log_middleware(hidden: frozenset[str] = frozenset()) -> Middleware:
             target = request.raw_path
             if hidden and "?" in target:
                 target = redact(target, hidden)
-            log.info(
-                "%s %s %d upstream=%s %.2fms",
-                request.method,
-                target,
-                status,
-                request.get(UPSTREAM, "-"),
-                (time.perf_counter() - start) * 1000,
-            )
+            method, upstream = request.method, request.get(UPSTREAM, "-")
+            ms = (time.perf_counter() - start) * 1000
+            if json_lines:
+                log.info("%s", as_json(method, target, status, upstream, ms))
+            else:
+                log.info("%s %s %d upstream=%s %.2fms", method, target, status, upstream, ms)
 
     return access_log
+
+
+def as_json(method: str, target: str, status: int, upstream: str, ms: float) -> str:
+    """A JSON line for a log pipeline (Loki, Elasticsearch): the same fields, and the ids of
+    the request's trace when it is sampled, so that one line leads to its trace."""
+    line: dict[str, object] = {"request_id": requestid.current.get(), "method": method}
+    line.update(target=target, status=status, upstream=upstream, ms=round(ms, 2))
+    ids = current_ids()
+    if ids is not None:
+        line["trace_id"], line["span_id"] = ids
+    return json.dumps(line, separators=(",", ":"))
 
 
 def redact(target: str, hidden: frozenset[str]) -> str:

@@ -3,8 +3,8 @@ the admin one (gateway/admin.py) beside it, on a socket of its own.
 
 A request meets, in order:
 
-    request id -> (metrics) -> (access log) -> problem errors -> head limits -> route
-      -> auth -> rate limit -> cache -> handler: channel
+    request id -> (trace) -> (metrics) -> (access log) -> problem errors -> head limits
+      -> route -> auth -> rate limit -> cache -> handler: channel
 
 Every arrow before the handler is an aiohttp middleware (the list in `build_apps`), and
 the response travels back through the same ones. A later stage adds its concern as one
@@ -14,8 +14,9 @@ a server, retrying, deadlines) belongs to the channel, which is the only place t
 to the proxy: the handler gives it every routed request, WebSocket upgrades aside.
 
 Why this order: the request id comes first so that every later step, and every log line,
-has it. The metrics come right after it (gateway/observability/metrics.py): they time
-the whole request and count the status the client got, whoever made it. The access log
+has it. The request's trace span comes right after it, so that every later step's spans
+(and log lines) belong to it, then the metrics (gateway/observability/): they time the
+whole request and count the status the client got, whoever made it. The access log
 sits outside the error handler so it logs the status the client really got, a 502
 problem included. The error handler sits right above the work, so no
 exception from routing or proxying escapes as a traceback. The head limits (431) refuse
@@ -58,8 +59,11 @@ from gateway.concern import Concern
 from gateway.config import GatewayConfig
 from gateway.errors import problem_middleware
 from gateway.limits import head_limits_middleware
+from gateway.observability.dashboard import Dashboard
 from gateway.observability.metrics import Metrics
+from gateway.observability.middleware import observe_middleware
 from gateway.observability.state import Observed
+from gateway.observability.tracing import Tracing
 from gateway.proxy import Proxy
 from gateway.ratelimit.limiter import Limiter
 from gateway.ratelimit.store import open_store as open_limit_store
@@ -96,16 +100,25 @@ def build_apps(config: GatewayConfig) -> tuple[web.Application, web.Application]
         ratio=config.retry_budget.ratio, min_per_second=config.retry_budget.min_per_second
     )
     shedder = LoadShedder(config.server.max_in_flight)
+    observability = config.observability
+    tracing = Tracing(observability.tracing, stage=STAGE)
     metrics = Metrics(stage=STAGE, config_text=config.model_dump_json())
     channel = Channel(upstreams, proxy, bulkheads, shedder, budget, observe=metrics.upstream_time)
     gateway = Gateway(channel)
 
     middlewares: list[Middleware] = [request_id_middleware]
-    if config.observability.metrics:
-        middlewares.append(metrics.middleware())
+    if observability.metrics or observability.tracing.enabled:
+        middlewares.append(
+            observe_middleware(
+                metrics if observability.metrics else None,
+                tracing if observability.tracing.enabled else None,
+            )
+        )
     if config.server.access_log:
         hidden = query_credentials(config.auth, [route.auth for route in router.routes()])
-        middlewares.append(access_log_middleware(hidden))
+        middlewares.append(
+            access_log_middleware(hidden, json_lines=observability.access_log_format == "json")
+        )
     middlewares.append(problem_middleware)
     middlewares.append(head_limits_middleware(config.server.max_header_bytes))
     middlewares.append(routing_middleware(router))
@@ -121,6 +134,7 @@ def build_apps(config: GatewayConfig) -> tuple[web.Application, web.Application]
         upstreams=upstreams, channel=channel, cache=cache, auth=authenticator, limiter=limiter
     )
     metrics.watch(observed)
+    dashboard = Dashboard(metrics.exposed, observed, metrics.state, tracing.recent)
 
     app = web.Application(middlewares=middlewares)
     app.on_response_prepare.append(limiter.on_prepare)  # RateLimit fields on streamed answers
@@ -133,6 +147,8 @@ def build_apps(config: GatewayConfig) -> tuple[web.Application, web.Application]
         limiter,  # Redis connections open, scripts loaded
         cache,
         metrics,  # GET /metrics
+        tracing,  # the last spans exported on close
+        dashboard,  # GET /dashboard
     ]
     app.cleanup_ctx.append(partial(lifecycle, proxy, concerns))
     # One catch-all route: the public port answers only routes, and the gateway's own

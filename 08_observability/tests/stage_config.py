@@ -6,8 +6,8 @@ stage 02 added pattern routes (`PathRoute`), stage 03 upstream pools (`PoolSpec`
 stage 04 the channel: `ChannelSpec` as [timeouts] and [retries] (every route's defaults)
 or a route's own tables, bulkheads, the retry budget, and passive health written as the
 circuit breaker it became; stage 05 the cache; stage 06 [auth], its issuers, the
-consumers and a route's `auth` table; this stage [rate_limit] and a route's `rate_limit`
-table. A later stage whose config looks
+consumers and a route's `auth` table; stage 07 [rate_limit] and a route's `rate_limit`
+table; this stage [observability] and its tracing. A later stage whose config looks
 different rewrites only this file.
 """
 
@@ -74,6 +74,18 @@ def render(spec: GatewaySpec) -> str:
         lines += _auth(spec.auth or AuthSpec(), keep)
     if spec.rate_limit is not None:
         lines += _rate_limit(spec.rate_limit)
+    if spec.observability is not None:
+        seen = spec.observability
+        lines += [
+            "",
+            "[observability]",
+            f"access_log_format = {_toml(seen.access_log_format)}",
+            "",
+            "[observability.tracing]",
+            f"sample_ratio = {_toml(float(seen.sample_ratio))}",
+            f"otlp_endpoint = {_toml(seen.otlp_endpoint)}",
+            f"export_delay = {_toml(float(seen.export_delay))}",
+        ]
     for route in spec.routes:
         lines += ["", "[[routes]]", *_route(route)]
     for name, pool in spec.pools.items():

@@ -279,6 +279,12 @@ def test_the_metrics_requests_show_what_they_say(results: dict[int, DemoResult])
     assert counted(route="/account/quota", code="429", source="gateway") == 1
     assert counted(route="/users", code="200", source="upstream") >= 2
     assert b"gateway_request_duration_seconds_bucket" in results[78].body
+    # 80, 81: the traced request is on the dashboard, as a waterfall under its trace id.
+    traces = json.loads(results[81].body)["traces"]
+    (trace,) = [t for t in traces if t["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"]
+    assert trace["name"] == "GET /users"
+    assert "upstream try" in [span["name"] for span in trace["spans"]]
+    assert b"uplot" in results[82].body
     # 79: OpenMetrics, ending as the format says.
     assert (results[79].header("Content-Type") or "").startswith("application/openmetrics-text")
     assert results[79].body.rstrip().endswith(b"# EOF")

@@ -13,7 +13,8 @@ One request, `GET /small` with an API key, in front of the bench's fast origin:
     05  + the cache (the answer says nothing about caching: a miss, looked up and passed)
     06  + auth: the route needs an API key
     07  + a rate limit per consumer (memory store, never reached)
-    08  + metrics: the request counted and timed, its try timed
+    08  + metrics (the request counted and timed, its try timed) and traces at 1 %;
+        beside it, 08 with every request traced
 
 CPU per request of the gateway process, p50 and p99, 16 connections, alternating rounds,
 median; a bar per stage and what its concern added to the one before. Targets: 07 with
@@ -49,6 +50,7 @@ from common.testing.specs import (
     GatewaySpec,
     HealthSpec,
     LimitSpec,
+    ObservabilitySpec,
     PoolSpec,
     RouteAuthSpec,
     RouteLimitSpec,
@@ -59,18 +61,20 @@ from common.testing.specs import (
 KEY = "gwk_benchall_" + "k" * 43
 MAX_RATIO = 1.45  # 07 against 01, every concern on
 MAX_OBSERVED_RATIO = 1.10  # 08 against 07: what the metrics may cost
+SAMPLED = 0.01  # 08's traces in the bench, as production samples them
+EVERY = "@100%"  # the row of 08 with every request traced
 MAX_ADDED_US = 25  # what one stage's concern may add to the one before
 ADDED = {1: "dict routing, streaming proxy", 2: "radix trie, path safety", 3: "a pool, health",
          4: "the channel: deadline, tries, breaker", 5: "the cache (a miss)",
          6: "auth: an API key", 7: "a rate limit per consumer",
-         8: "metrics: RED per route"}  # fmt: skip
+         8: "metrics, traces at 1 %"}  # fmt: skip
 
 
 def stages() -> list[Path]:
     return sorted(p for p in REPO_ROOT.glob("0[1-9]_*") if (p / "gateway").is_dir())
 
 
-def spec_for(number: int, origin: Proc) -> GatewaySpec:
+def spec_for(number: int, origin: Proc, sample_ratio: float = SAMPLED) -> GatewaySpec:
     pools = {}
     upstream = origin.url
     if number >= 3:
@@ -85,8 +89,23 @@ def spec_for(number: int, origin: Proc) -> GatewaySpec:
     consumers = AuthSpec(consumers=(ConsumerSpec("bench", api_keys=(
         ("benchall", "sha256:" + hashlib.sha256(KEY.encode()).hexdigest()),)),))  # fmt: skip
     channel = ChannelSpec(attempts=3, deadline=30.0) if number >= 4 else ChannelSpec()
+    # 08 on: metrics, and traces sampled as production would (none exported: the cost
+    # measured is the gateway's own, the exporter's thread is not asked to send anything).
+    seen = ObservabilitySpec(sample_ratio=sample_ratio) if number >= 8 else None
     return GatewaySpec([route], pools=pools, channel=channel,
-                       auth=consumers if number >= 6 else None)  # fmt: skip
+                       auth=consumers if number >= 6 else None, observability=seen)  # fmt: skip
+
+
+def variants(origin: Proc) -> list[tuple[str, Path, GatewaySpec]]:
+    """(name, stage, spec) for every row: each stage as it is, and 08 on with every
+    request traced beside the sampled one, to show what tracing costs when it is on."""
+    rows = []
+    for stage in stages():
+        number = int(stage.name[:2])
+        rows.append((stage.name, stage, spec_for(number, origin)))
+        if number == 8:
+            rows.append((f"{stage.name} {EVERY}", stage, spec_for(number, origin, 1.0)))
+    return rows
 
 
 def run_all(seconds: float, rounds: int, console: Console) -> Section:
@@ -94,25 +113,23 @@ def run_all(seconds: float, rounds: int, console: Console) -> Section:
         where = Path(tmp)
         origin = spawn("origin", [sys.executable, "-m", "common.bench.origin"], log_dir=where)
         stack.callback(origin.stop)
-        gateways: dict[Path, Proc] = {}
-        for stage in stages():
-            number = int(stage.name[:2])
-            proc = start_gateway(stage, stage_render(stage)(spec_for(number, origin)), where,
-                                 "--no-access-log")  # fmt: skip
+        gateways: dict[str, Proc] = {}
+        for name, folder, spec in variants(origin):
+            proc = start_gateway(folder, stage_render(folder)(spec), where, "--no-access-log")
             stack.callback(proc.stop)
-            gateways[stage] = proc
+            gateways[name] = proc
         pinning = pin_this_process()
         for proc in gateways.values():
             if pinning.proxy_cores is not None:
                 cpu.pin_tree(proc.pid, pinning.proxy_cores)
-        results: dict[Path, list[load.LoadResult]] = {stage: [] for stage in gateways}
+        results: dict[str, list[load.LoadResult]] = {name: [] for name in gateways}
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             for round_no in range(rounds):
                 order = list(gateways) if round_no % 2 == 0 else list(gateways)[::-1]
-                for stage in order:
-                    proc = gateways[stage]
-                    console.log(f"round {round_no + 1}/{rounds}: {stage.name}")
-                    results[stage].append(runner.run(load.run_builtin(
+                for name in order:
+                    proc = gateways[name]
+                    console.log(f"round {round_no + 1}/{rounds}: {name}")
+                    results[name].append(runner.run(load.run_builtin(
                         proc.url + "/small", connections=16, duration=seconds, warmup=0.3,
                         meter=partial(cpu.tree_cpu_us, proc.pid),
                         headers=(("X-API-Key", KEY),))))  # fmt: skip
@@ -128,11 +145,11 @@ def run_all(seconds: float, rounds: int, console: Console) -> Section:
     full = max(per.values())
     previous = None
     for stage, rs in results.items():
-        number = int(stage.name[:2])
+        number = int(stage[:2])
         out.rows.append(
             [
-                stage.name,
-                ADDED.get(number, "-"),
+                stage,
+                ADDED.get(number, "-") if EVERY not in stage else "traces: every request",
                 f"{statistics.median(r.rps for r in rs):,.0f}",
                 f"{statistics.median(r.p50_ms for r in rs):.2f} ms",
                 f"{statistics.median(r.p99_ms for r in rs):.2f} ms",
@@ -143,10 +160,10 @@ def run_all(seconds: float, rounds: int, console: Console) -> Section:
             ]
         )
         previous = stage
-    by_number = {int(stage.name[:2]): stage for stage in per}
+    by_number = {int(stage[:2]): stage for stage in per if EVERY not in stage}
     for base, later, target, what in (
         (1, 7, MAX_RATIO, "with every concern on"),
-        (7, 8, MAX_OBSERVED_RATIO, "with metrics on"),
+        (7, 8, MAX_OBSERVED_RATIO, "with metrics on and traces at 1 %"),
     ):
         if base not in by_number or later not in by_number:
             continue
@@ -162,19 +179,26 @@ def run_all(seconds: float, rounds: int, console: Console) -> Section:
         ratio = statistics.median(ratios)
         out.verdicts.append(
             (
-                f"{last.name} {what} costs {per[last]:.0f} µs, {ratio:.2f}x"
-                f" {first.name}'s {per[first]:.0f} µs (the median of {len(ratios)} rounds'"
+                f"{last} {what} costs {per[last]:.0f} µs, {ratio:.2f}x"
+                f" {first}'s {per[first]:.0f} µs (the median of {len(ratios)} rounds'"
                 f" ratios, {min(ratios):.2f}x to {max(ratios):.2f}x; target: at most {target}x)",
                 ratio <= target,
             )
         )
-    ordered = list(per)
+    ordered = [stage for stage in per if EVERY not in stage]  # concerns, not the variant
     added = {b: per[b] - per[a] for a, b in itertools.pairwise(ordered)}
+    traced = [stage for stage in per if EVERY in stage]
+    for stage in traced:  # what tracing every request costs, beside the sampled row
+        sampled = stage.replace(f" {EVERY}", "")
+        out.notes.append(
+            f"{stage}: {per[stage]:.0f} µs, {per[stage] - per[sampled]:+.0f} µs over"
+            f" {SAMPLED:.0%} sampling (spans recorded, none exported)"
+        )
     if added:
         most = max(added, key=lambda stage: added[stage])
         out.verdicts.append(
             (
-                f"no concern adds more than {MAX_ADDED_US} µs (the most: {most.name},"
+                f"no concern adds more than {MAX_ADDED_US} µs (the most: {most},"
                 f" {added[most]:+.0f} µs)",
                 added[most] <= MAX_ADDED_US,
             )

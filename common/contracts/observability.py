@@ -18,7 +18,9 @@ traffic the test sent.
   decisions, auth outcomes by method, cache results;
 - with --workers 2, one scrape adds up both workers;
 - a real Prometheus server scrapes it and computes from it (`increase`,
-  `histogram_quantile`): skipped without a `prometheus` binary, failed so under CI.
+  `histogram_quantile`): skipped without a `prometheus` binary, failed so under CI;
+- GET /dashboard in a real browser (headless Chromium): the charts draw non-zero data,
+  the traces show, the console stays clean.
 
 Run against stage 07 it fails: 07's admin listener has no /metrics (404).
 """
@@ -29,6 +31,7 @@ import asyncio
 import random
 import re
 import secrets
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -40,6 +43,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from common.contracts.upstreams import refused_port
 from common.contracts.wire import send
+from common.testing.browser import browser_page
 from common.testing.gateway import Render, start_gateway
 from common.testing.processes import Proc, start_backend
 from common.testing.prometheus import prometheus
@@ -48,6 +52,7 @@ from common.testing.specs import (
     GatewaySpec,
     HealthSpec,
     LimitSpec,
+    ObservabilitySpec,
     PoolSpec,
     RouteAuthSpec,
     RouteLimitSpec,
@@ -338,4 +343,43 @@ def test_a_real_prometheus_scrapes_and_computes(
             assert median is not None and 0 < median <= 10
             assert server.value('gateway_build_info{job="gateway"}') == 1
     finally:
+        proc.stop()
+
+
+def test_the_dashboard_draws_in_a_real_browser(
+    origin: Proc, dead_port: int, stage_dir: Path, render: Render, tmp_path: Path
+) -> None:
+    spec = GatewaySpec(routes(origin, dead_port), observability=ObservabilitySpec())
+    proc = start_gateway(stage_dir, render(spec), tmp_path)
+    stop = threading.Event()
+
+    def traffic() -> None:  # steady, and bounded: until the test is done, or 3,000 requests
+        for i in range(3000):
+            if stop.is_set():
+                return
+            send(proc.port, "GET", "/users/1" if i % 3 else "/keyed/users/1")
+            stop.wait(0.01)
+
+    sender = threading.Thread(target=traffic)
+    sender.start()
+    try:
+        with browser_page(proc.admin_url + "/dashboard", tmp_path) as page:
+            moving = (
+                "window.dashboard.draws >= 2 && window.dashboard.last.times.length >= 2"
+                " && window.dashboard.charts.rps.plot.data[1].some(v => v > 0)"
+            )
+            assert page.wait_for(moving), page.evaluate("JSON.stringify(window.dashboard.last)")
+            charts = page.evaluate("document.querySelectorAll('.uplot canvas').length")
+            assert charts >= 4, charts
+            latency = "window.dashboard.charts.latency.plot.data.slice(1).flat().some(v => v > 0)"
+            assert page.evaluate(latency)
+            assert page.wait_for("document.querySelectorAll('#traces .trace .bar').length > 0")
+            rows = page.evaluate("document.querySelectorAll('#pools tr').length")
+            assert rows >= 2  # a header and a target (/dead's address)
+            page.screenshot(tmp_path / "dashboard.png")
+            assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+            assert page.errors == [], page.errors
+    finally:
+        stop.set()
+        sender.join()
         proc.stop()

@@ -60,6 +60,8 @@ class GatewaySpec(_Strict):
     # `workers`: gateway processes (--workers). The demo tests start the stage the same way.
     redis: bool = False
     workers: Annotated[int, Field(ge=1, le=64)] = 1
+    # Stage 08 on: the dashboard's path on the admin listener, for the table at start-up.
+    dashboard: Annotated[str, Field(pattern=r"^/")] | None = None
 
 
 class IdpSpec(_Strict):
@@ -71,10 +73,28 @@ class IdpSpec(_Strict):
     secret: Annotated[str, Field(min_length=64)]
 
 
+class TrafficSpec(_Strict):
+    """Stage 08 on: a steady trickle of requests to the gateway, started once it is
+    healthy, so that the dashboard moves (common/traffic.py)."""
+
+    rate: Annotated[float, Field(gt=0, le=200)] = 20.0
+    paths: Annotated[list[Annotated[str, Field(pattern=r"^/")]], Field(min_length=1)]
+    seconds: Annotated[float, Field(gt=0, le=86400)] = 3600.0  # then it stops by itself
+
+
+class PrometheusSpec(_Strict):
+    """Stage 08 on: a Prometheus server scraping the admin listener, when one is installed."""
+
+    port: Port = 9090
+    scrape_interval: Annotated[float, Field(ge=1, le=60)] = 5.0
+
+
 class ServicesFile(_Strict):
     backends: list[BackendSpec] = []
     idp: IdpSpec | None = None
     gateway: GatewaySpec | None = None
+    traffic: TrafficSpec | None = None
+    prometheus: PrometheusSpec | None = None
 
 
 @dataclass(frozen=True)

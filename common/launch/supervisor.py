@@ -35,6 +35,7 @@ from typing import Any
 from common.launch import output, pidfiles, restart
 from common.launch.children import GATEWAY_STOP_TIMEOUT, STOP_TIMEOUT, Child
 from common.launch.config import REPO_ROOT, LaunchError, Stage
+from common.launch.extras import extras_for
 from common.launch.health import wait_healthy
 from common.launch.sockets import bind_all
 from common.testing.processes import child_env
@@ -108,6 +109,7 @@ class Supervisor:
             if gw is not None
             else None
         )
+        self.extras, self.extra_notes = extras_for(stage, run_dir)
         self.width = max(len(c.name) for c in self.children)
         self._stop_requested = asyncio.Event()
         self._restart_requested = asyncio.Event()
@@ -132,6 +134,8 @@ class Supervisor:
             if starting.done():
                 failure = starting.result()
                 if failure is None:
+                    for extra in self.extras:  # traffic, Prometheus (stage 08 on)
+                        extra.start(self.env)
                     self._show_ready()
                     failure = await self._watch(stop_requested)
             else:  # stopped while starting: a child half-spawned is killed by asyncio
@@ -263,8 +267,10 @@ class Supervisor:
         return f"ok {new.pid} {new.url}"
 
     async def _stop_everything(self, failed: Child | None) -> None:
-        """The gateway first, so no request is sent to a backend that is going away;
-        then the backends together (nothing depends on a backend but the gateway)."""
+        """The extras first (nothing depends on them), then the gateway, so no request is
+        sent to a backend that is going away; then the backends together (nothing depends
+        on a backend but the gateway)."""
+        await asyncio.gather(*(asyncio.to_thread(extra.stop) for extra in self.extras))
         groups = (
             ([self.gateway] if self.gateway else [], GATEWAY_STOP_TIMEOUT),
             (self.backends, STOP_TIMEOUT),
@@ -286,6 +292,16 @@ class Supervisor:
         if self.redis_url is not None:
             record = pidfiles.read(pidfiles.pid_path(self.run_dir, self.stage.name, "redis"))
             rows.append(output.Row("redis", "dim", self.redis_url, record.pid if record else 0))
+        gw = self.stage.services.gateway
+        if admin is not None and gw is not None and gw.dashboard is not None:
+            pid = self.gateway.pid if self.gateway else 0
+            rows.append(output.Row("dashboard", output.GATEWAY_COLOUR, admin + gw.dashboard, pid))
+        for extra in self.extras:
+            pid = extra.proc.pid if extra.proc is not None else 0
+            log = os.path.relpath(extra.log, REPO_ROOT)
+            rows.append(output.Row(extra.name, "dim", f"{extra.url} (log: {log})", pid))
+        for note in self.extra_notes:
+            output.info(note)
         demo = self.stage.path / "demo.http"
         shown = os.path.relpath(demo, REPO_ROOT) if demo.is_file() else None
         pid_dir = str(pidfiles.stage_dir(self.run_dir, self.stage.name))

@@ -244,6 +244,16 @@ class RateLimitSpec:
 
 
 @dataclass(frozen=True)
+class ObservabilitySpec:
+    """Stage 08's `[observability]`: traces sampled and sent where, the access log's format."""
+
+    sample_ratio: float = 1.0
+    otlp_endpoint: str = ""  # "" sends nothing
+    export_delay: float = 0.2  # seconds between batches: short, so that tests need not wait
+    access_log_format: str = "text"  # or json
+
+
+@dataclass(frozen=True)
 class GatewaySpec:
     """One gateway: routes, the pools they may name, and the settings tests vary.
 
@@ -265,3 +275,4 @@ class GatewaySpec:
     cache: CacheSpec | None = None  # stage 05 on; None: the stage's defaults
     auth: AuthSpec | None = None  # stage 06 on; None: no issuers, no consumers
     rate_limit: RateLimitSpec | None = None  # stage 07 on; None: the stage's defaults
+    observability: ObservabilitySpec | None = None  # stage 08 on; None: the stage's defaults

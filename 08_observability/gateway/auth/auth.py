@@ -33,6 +33,7 @@ from multidict import CIMultiDict
 from gateway.accesslog import UPSTREAM
 from gateway.concern import AdminView
 from gateway.errors import GatewayError
+from gateway.observability.tracing import child
 from gateway.routing import ROUTE, RouteMatch
 
 from .apikeys import KeyRing, StoredKey
@@ -224,7 +225,9 @@ class Authenticator:
                     f'Bearer realm="{self.realm}", error="insufficient_scope", scope="{needed}"'
                 )
             raise error
-        self._count(request, policy, "accepted")
+        self.counts["accepted"] += 1
+        method = "jwt" if identity.credential.startswith("jwt:") else "key"
+        self.by_method[(method, "accepted")] += 1
         return identity
 
     def _count(self, request: web.Request, policy: AuthPolicy, outcome: str) -> None:
@@ -246,7 +249,8 @@ class Authenticator:
             if lines:
                 scheme, _, token = lines[0].strip().partition(" ")
                 if scheme.lower() == "bearer":
-                    return await self.verify_token(token.strip(), policy)
+                    with child("verify token"):
+                        return await self.verify_token(token.strip(), policy)
         if policy.wants_key:
             keys = request.headers.getall(policy.key_header, [])
             if not keys and policy.key_query:
@@ -254,7 +258,8 @@ class Authenticator:
             if len(keys) > 1:
                 raise AmbiguousCredentials("send one API key, not several")
             if keys:
-                return self.check_key(keys[0])
+                with child("check api key"):
+                    return self.check_key(keys[0])
         return None
 
     def check_key(self, presented: str) -> Identity:

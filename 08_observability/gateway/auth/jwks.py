@@ -37,6 +37,7 @@ from typing import Any
 from aiohttp import ClientError, ClientSession, ClientTimeout
 
 from gateway.cachecontrol import delta_seconds, parse_directives
+from gateway.observability.tracing import child
 
 from .keys import KeyProblem, VerifyKey, from_jwk
 from .tokens import Invalid
@@ -153,9 +154,11 @@ class RemoteKeys:
         self.last_fetch = self.clock()
         self.fetches += 1
         try:
-            if self.jwks_url is None:
-                self.jwks_url = await self._discover()
-            document, max_age = await self._get_json(self.jwks_url)
+            # A span under the request that needed the keys (the task copied its context).
+            with child("jwks fetch", {"gateway.issuer": self.name}):
+                if self.jwks_url is None:
+                    self.jwks_url = await self._discover()
+                document, max_age = await self._get_json(self.jwks_url)
             keys = self._parse(document)
         except (ClientError, TimeoutError, OSError, ValueError) as exc:
             self.failures += 1

@@ -52,6 +52,7 @@ from gateway.auth.identity import IDENTITY
 from gateway.concern import AdminView
 from gateway.errors import GatewayError
 from gateway.headers import REQUEST_ID
+from gateway.observability.tracing import child
 from gateway.pathsafety import UnsafePath, normalise
 from gateway.proxy import TAP
 from gateway.routing import ROUTE, RouteMatch
@@ -124,7 +125,8 @@ class Cache:
     ) -> web.StreamResponse:
         asked = request_directives(request)
         key = self.key(found.path.path + found.path.query, request, policy)
-        variants = await self.store.get(key)
+        with child("cache lookup", {"gateway.store": self.store.name}):
+            variants = await self.store.get(key)
         now = self.clock()
         entry = next((v for v in variants if v.matches(request.headers)), None)
         if entry is not None and "no-store" in asked:
@@ -304,7 +306,8 @@ class Cache:
 
         async def put() -> None:
             try:
-                await self.store.put(fill.key, entry, keep)
+                with child("cache store", {"gateway.store": self.store.name}):
+                    await self.store.put(fill.key, entry, keep)
                 self.counts["stored"] += 1
                 self.passes.pop(fill.key, None)
             finally:

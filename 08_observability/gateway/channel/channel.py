@@ -22,11 +22,14 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 from aiohttp import web
+from opentelemetry.trace import Span
+from opentelemetry.util.types import AttributeValue
 
 from gateway.accesslog import UPSTREAM
 from gateway.balancing import Clock, Lease, NoHealthyTarget, Target, UpstreamPool, Upstreams
 from gateway.concern import AdminView
 from gateway.errors import GatewayError, NoHealthyUpstream
+from gateway.observability.tracing import child, end_child, inject, start_child, traced
 from gateway.proxy import Body, Proxy, UpstreamError, UpstreamRequest
 from gateway.routing import RouteMatch
 
@@ -138,6 +141,7 @@ class Channel:
             )
             tried: list[Target] = []
             retries = 0
+            why: str | None = None  # what the last try got that made this one a retry
             while True:
                 try:
                     # Inside the try: a retry that finds no target left (every breaker
@@ -146,8 +150,8 @@ class Channel:
                     request[UPSTREAM] = lease.target.url  # the access log names the last
                     if policy.hedge_after is None:
                         # _open's steps, inline: no coroutine between here and the proxy.
-                        upstream_request, limit, by_deadline = self._prepare(
-                            request, found, lease, body, deadline, retries + 1
+                        upstream_request, limit, by_deadline, span = self._prepare(
+                            request, found, lease, body, deadline, retries + 1, why
                         )
                         timer = None if limit is None else TryTimer(limit)
                         started = time.perf_counter()
@@ -164,7 +168,7 @@ class Channel:
                             raise
                         else:
                             outcome = outcomes.answered(lease, timer, response, limit, by_deadline)
-                        self.observe(route.pool, time.perf_counter() - started)
+                        self._tried(route.pool, time.perf_counter() - started, span, outcome)
                     else:
                         outcome = await self._hedged(
                             request, found, pool, key, tried, lease, body, deadline
@@ -195,7 +199,8 @@ class Channel:
                             return relayed.response
                     lease.report(answer.status)  # a 503 we retry still counts against it
                     answer.close()
-                    self.retried[str(answer.status)] += 1
+                    why = str(answer.status)
+                    self.retried[why] += 1
                 else:
                     failed = outcome.failure
                     assert failed is not None
@@ -217,14 +222,16 @@ class Channel:
                     if wait is None or not self.budget.try_acquire():
                         lease.release()
                         raise failed.problem()
-                    self.retried[failed.kind] += 1
+                    why = failed.kind
+                    self.retried[why] += 1
                 # The failed target is let go before the backoff: a retry asleep is no load
                 # on it (least-connections counts the leases in flight). The request keeps
                 # its bulkhead place and its retry counts as in flight: it is coming.
                 lease.release()
                 retries += 1
                 try:
-                    await asyncio.sleep(wait)
+                    with child("backoff", {"gateway.backoff_s": wait, "gateway.retry_of": why}):
+                        await asyncio.sleep(wait)
                 except BaseException:
                     self.budget.release()  # the client left during the backoff
                     raise
@@ -296,8 +303,10 @@ class Channel:
         body: Body,
         deadline: Deadline,
         attempt: int,
-    ) -> tuple[UpstreamRequest, float | None, bool]:
-        """One try's upstream request, its time limit, and whether the deadline sets it."""
+        retry_of: str | None = None,
+    ) -> tuple[UpstreamRequest, float | None, bool, Span | None]:
+        """One try's upstream request, its time limit, whether the deadline sets it, and
+        its span (None when the request is not traced), whose trace context it carries."""
         route = found.route
         limit, by_deadline = deadline.for_try(route.channel.try_timeout)
         upstream_request = UpstreamRequest.from_client(
@@ -310,7 +319,22 @@ class Channel:
         if limit is not None:
             upstream_request.headers[deadlines.HEADER] = str(int(limit * 1000))
         upstream_request.headers[ATTEMPT_HEADER] = _count(attempt)
-        return upstream_request, limit, by_deadline
+        span = None
+        if traced():  # a sampled request: most are not, and pay only the header below
+            attributes: dict[str, AttributeValue] = {"gateway.attempt": attempt}
+            attributes["gateway.upstream"], attributes["url.full"] = route.pool, lease.target.url
+            if retry_of is not None:
+                attributes["gateway.retry_of"] = retry_of
+            span = start_child("upstream try", attributes)
+        inject(upstream_request.headers, span)  # the upstream's spans hang under this try
+        return upstream_request, limit, by_deadline, span
+
+    def _tried(self, pool: str, seconds: float, span: Span | None, outcome: Tried) -> None:
+        """One try is over: its time to the metrics, its span ended with what it got."""
+        self.observe(pool, seconds)
+        failure = outcome.failure
+        status = None if outcome.response is None else outcome.response.status
+        end_child(span, status, None if failure is None else failure.kind)
 
     async def _open(
         self,
@@ -323,7 +347,7 @@ class Channel:
         tracker: LatencyTracker,
     ) -> Tried:
         """One try as a task of its own: a hedged route runs two of these at once."""
-        upstream_request, limit, by_deadline = self._prepare(
+        upstream_request, limit, by_deadline, span = self._prepare(
             request, found, lease, body, deadline, attempt
         )
         started = self.clock()
@@ -336,15 +360,16 @@ class Channel:
                 raise  # a hedge that lost, or a client that left
             return outcome
         except UpstreamError as failure:
-            self.observe(found.route.pool, self.clock() - started)
-            return outcomes.failed(lease, timer, failure)
+            failed = outcomes.failed(lease, timer, failure)
+            self._tried(found.route.pool, self.clock() - started, span, failed)
+            return failed
         except BaseException:
             outcomes.abandon(lease, timer)
             raise
         outcome = outcomes.answered(lease, timer, response, limit, by_deadline)
         if outcome.response is not None:
             tracker.record(self.clock() - started)  # the route's p95 comes from these
-        self.observe(found.route.pool, self.clock() - started)
+        self._tried(found.route.pool, self.clock() - started, span, outcome)
         return outcome
 
 

@@ -33,27 +33,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import time
 from collections.abc import Sequence
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.concern import AdminView
-from gateway.proxy import RelayedResponse
-from gateway.routing import ROUTE
 
 from .state import Observed, StateMetrics
+from .tracing import current_ids, traced
 from .workers import SHARED_DIR
-
-UNMATCHED = "(unmatched)"
-OTHER_METHOD = "_OTHER"
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
-# nginx's code for "the client closed the connection before the response was complete".
-CLIENT_CLOSED = 499
 
 # Seconds. Prometheus's default buckets start at 5 ms, where a gateway's own answers (a
 # cache hit, a 401) are long done: these start at 0.5 ms and end at 10 s, the longest
@@ -109,11 +100,12 @@ class Metrics:
         config_hash = hashlib.sha256(config_text.encode()).hexdigest()[:12]
         build.labels(stage, config_hash).set(1)
         self._own = own
-        exposed = own if own is not None else CollectorRegistry()
+        # What a scrape reads: this process's families, or every worker's files.
+        self.exposed = own if own is not None else CollectorRegistry()
         if shared:
             # prometheus-client leaves this constructor unannotated (it registers itself).
-            MultiProcessCollector(exposed, shared)  # type: ignore[no-untyped-call]
-        self._exposition = make_aiohttp_handler(exposed)
+            MultiProcessCollector(self.exposed, shared)  # type: ignore[no-untyped-call]
+        self._exposition = make_aiohttp_handler(self.exposed)
         self.state: StateMetrics | None = None
         self._syncing: asyncio.Task[None] | None = None
         # The labelled children, made once per label set: all values come from the
@@ -122,39 +114,7 @@ class Metrics:
         self._timed: dict[str, Histogram] = {}
         self._upstreams: dict[str, Histogram] = {}
 
-    # --- the request path ------------------------------------------------------------
-
-    def middleware(self) -> Middleware:
-        """RED for every request on the public port; outermost but for the request id,
-        so that it sees the status the client got, a problem+json included."""
-        in_flight = self.in_flight
-
-        @web.middleware
-        async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
-            start = time.perf_counter()
-            in_flight.inc()
-            status, source = 500, "gateway"  # an exception that escaped every handler
-            try:
-                response = await handler(request)
-                status = response.status
-                if isinstance(response, RelayedResponse):
-                    source = "upstream"
-                return response
-            except asyncio.CancelledError:
-                status = CLIENT_CLOSED  # the client left first
-                raise
-            finally:
-                in_flight.dec()
-                # Set by routing on this request object; absent when no route matched.
-                # (An absolute-form request-target is routed on a clone: it counts as
-                # unmatched, a price paid for never reading the raw path here.)
-                found = request.get(ROUTE)
-                route = UNMATCHED if found is None else found.route.patterns[0]
-                method = request.method
-                self.count(route, method if method in METHODS else OTHER_METHOD, status, source)
-                self.time(route, time.perf_counter() - start)
-
-        return measure
+    # --- the request path: the middleware (middleware.py) calls these ---------------
 
     def count(self, route: str, method: str, code: int, source: str) -> None:
         key = (route, method, code, source)
@@ -167,7 +127,11 @@ class Metrics:
         child = self._timed.get(route)
         if child is None:
             child = self._timed[route] = self.duration.labels(route)
-        child.observe(seconds)
+        # An exemplar: this observation's trace, when the request was sampled. A latency
+        # spike on a graph then links to a trace of a request inside it (OpenMetrics
+        # only, and never with --workers N: the multiprocess files keep no exemplars).
+        ids = current_ids() if traced() else None
+        child.observe(seconds, None if ids is None else {"trace_id": ids[0]})
 
     def upstream_time(self, pool: str, seconds: float) -> None:
         """One try's time to its response head (or its failure), from the channel."""

@@ -34,6 +34,7 @@ from aiohttp.typedefs import Handler, Middleware
 from gateway.auth.identity import IDENTITY
 from gateway.concern import AdminView
 from gateway.errors import GatewayError, problem_response
+from gateway.observability.tracing import child
 from gateway.routing import ROUTE
 
 from .algorithms import Outcome
@@ -194,7 +195,8 @@ class Limiter:
         self, policy: LimitPolicy, keys: Sequence[str], args: Sequence[tuple[str, int, float]]
     ) -> list[Outcome] | None:
         try:
-            return await self.store.hit(keys, args)
+            with child("rate limit", {"gateway.store": self.store.name}):
+                return await self.store.hit(keys, args)
         except StoreUnavailable:
             return await self._degraded(policy, lambda s: s.hit(keys, args))
 
