@@ -131,10 +131,15 @@ def build_apps(config: GatewayConfig) -> tuple[web.Application, web.Application]
 
     # Each concern's own numbers (retries, cache results, auth outcomes, ...) as metrics.
     observed = Observed(
-        upstreams=upstreams, channel=channel, cache=cache, auth=authenticator, limiter=limiter
+        upstreams=upstreams,
+        channel=channel,
+        proxy=proxy,
+        cache=cache,
+        auth=authenticator,
+        limiter=limiter,
     )
     metrics.watch(observed)
-    dashboard = Dashboard(metrics.exposed, observed, metrics.state, tracing.recent)
+    dashboard = Dashboard(metrics.exposed, observed, metrics.sync, tracing.recent)
 
     app = web.Application(middlewares=middlewares)
     app.on_response_prepare.append(limiter.on_prepare)  # RateLimit fields on streamed answers

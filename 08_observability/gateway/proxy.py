@@ -226,6 +226,7 @@ class Proxy:
     def __init__(self, connections: ConnectionsConfig) -> None:
         self.connections = connections
         self._session: ClientSession | None = None
+        self.event_streams = 0  # Server-Sent Events relayed right now, for the metrics
 
     async def start(self) -> None:
         connector = TCPConnector(
@@ -285,6 +286,9 @@ class Proxy:
         tap = request.get(TAP)
         sink: Sink | None = None
         complete = False
+        content_type = upstream_response.headers.get("Content-Type", "")
+        events = content_type.startswith("text/event-stream")
+        self.event_streams += events
         try:
             if tap is not None:
                 answer = await tap.instead(upstream_response)
@@ -329,6 +333,7 @@ class Proxy:
             complete = True
             return Relayed(response, complete=True)
         finally:
+            self.event_streams -= events
             if sink is not None:
                 sink.close(complete)
             upstream_response.release()  # back to the pool if the body was read to the end

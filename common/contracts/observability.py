@@ -82,6 +82,7 @@ def routes(origin: Proc, dead_port: int) -> list[RouteSpec]:
         RouteSpec("/users", origin.url),
         RouteSpec("/keyed", origin.url, strip_prefix=True, auth=RouteAuthSpec(mode="key")),
         RouteSpec("/dead", f"http://127.0.0.1:{dead_port}", strip_prefix=True),
+        RouteSpec("/plain", origin.url, strip_prefix=True),
     ]
 
 
@@ -178,7 +179,7 @@ def test_each_answer_counts_by_route_method_code_and_source(gateway: Proc) -> No
     assert "BREW" not in methods and methods <= {"GET", "HEAD", "_OTHER"}
     # No raw path anywhere: route values are the configured ones.
     routes = {dict(ls)["route"] for (n, ls) in after if n == "gateway_requests_total"}
-    assert routes <= {"/users", "/keyed", "/dead", UNMATCHED}
+    assert routes <= {"/users", "/keyed", "/dead", "/plain", UNMATCHED}
 
 
 def test_durations_count_the_same_requests(gateway: Proc) -> None:
@@ -221,6 +222,8 @@ def test_each_concern_shows_its_decisions(
     try:
         before = samples(proc)
         assert [send(proc.port, "GET", "/mixed/users/1").status for _ in range(4)] == [200] * 4
+        upgrade = [("Upgrade", "h2c")]  # an upgrade is never answered from the cache
+        assert send(proc.port, "GET", "/mixed/users/1", upgrade).status == 200
         assert [send(proc.port, "GET", "/limited/users/1").status for _ in range(3)] == [
             200, 200, 429]  # fmt: skip
         assert send(proc.port, "GET", "/keyed/users/1").status == 401
@@ -237,12 +240,15 @@ def test_each_concern_shows_its_decisions(
     assert value(after, "gateway_upstream_breaker_state", **broken, state="open") == 1
     assert value(after, "gateway_upstream_breaker_state", **broken, state="closed") == 0
     assert value(after, "gateway_upstream_breaker_openings_total", **broken) == 1
-    assert grew("gateway_upstream_duration_seconds_count", upstream="mixed") == 5  # 4 + 1
+    assert grew("gateway_upstream_duration_seconds_count", upstream="mixed") == 6  # 5 + 1
     assert grew("gateway_ratelimit_decisions_total", decision="admitted") == 2
     assert grew("gateway_ratelimit_decisions_total", decision="limited") == 1
+    minute = {"route": "* /limited", "limit": "minute"}
+    assert grew("gateway_ratelimit_limit_decisions_total", **minute, decision="limited") == 1
     assert grew("gateway_auth_results_total", method="none", outcome="missing") == 1
     assert grew("gateway_auth_results_total", method="key", outcome="invalid") == 1
-    assert grew("gateway_cache_results_total") >= 4  # each GET was looked up
+    assert grew("gateway_cache_results_total", result="bypass") == 1
+    assert grew("gateway_cache_results_total", result="miss") >= 4  # the others looked up
 
 
 async def _storm(port: int, targets: list[tuple[str, dict[str, str]]]) -> set[int]:
@@ -383,3 +389,23 @@ def test_the_dashboard_draws_in_a_real_browser(
         stop.set()
         sender.join()
         proc.stop()
+
+
+def test_open_event_streams_are_a_gauge(gateway: Proc) -> None:
+    """Server-Sent Events relayed right now: up while a stream is open, down after."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
+    try:
+        connection.request("GET", "/plain/sse/ticker?count=100&interval_ms=100")
+        reply = connection.getresponse()
+        assert reply.status == 200
+        assert reply.getheader("Content-Type", "").startswith("text/event-stream")
+        assert reply.readline()  # the first event arrived: the stream is open
+        assert value(samples(gateway), "gateway_event_streams_open") == 1
+    finally:
+        connection.close()  # the client leaves; the gateway notices on its next write
+    deadline = time.monotonic() + 10
+    while value(samples(gateway), "gateway_event_streams_open") != 0:
+        assert time.monotonic() < deadline, "the stream was never counted closed"
+        time.sleep(0.05)

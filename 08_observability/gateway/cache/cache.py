@@ -113,6 +113,7 @@ class Cache:
             if hdrs.UPGRADE in request.headers or any(
                 name in request.headers for name in policy.bypass_headers
             ):
+                self.counts["bypass"] += 1  # for the metrics: gateway_cache_results_total
                 return await handler(request)
             return await self._lookup(request, handler, found, policy)
 

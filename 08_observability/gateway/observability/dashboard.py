@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -37,7 +38,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.concern import AdminView
 
-from .state import Observed, StateMetrics
+from .state import Observed
 from .tracing import RecentTraces
 
 EVERY = 2.0  # seconds between readings
@@ -106,10 +107,10 @@ class Dashboard:
         self,
         registry: CollectorRegistry,
         observed: Observed,
-        state: StateMetrics | None,
+        sync: Callable[[], None],
         recent: RecentTraces,
     ) -> None:
-        self.registry, self.observed, self.state, self.recent = registry, observed, state, recent
+        self.registry, self.observed, self.sync, self.recent = registry, observed, sync, recent
         self.readings: deque[Reading] = deque(maxlen=KEEP + 1)
         self._task: asyncio.Task[None] | None = None
 
@@ -124,8 +125,7 @@ class Dashboard:
     async def _keep_reading(self) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             while True:
-                if self.state is not None:
-                    self.state.sync()
+                self.sync()  # the concerns' numbers into the families, then read them
                 self.readings.append(read(self.registry))
                 await asyncio.sleep(EVERY)
 

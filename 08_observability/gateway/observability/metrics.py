@@ -31,6 +31,7 @@ takes a lock on every call, and a request would pay it three times.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 from collections.abc import Sequence
@@ -53,6 +54,7 @@ from .workers import SHARED_DIR
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 Counted = tuple[str, str, int, str]  # route, method, code, source
+SYNC_SECONDS = 1.0  # how old, at most, another worker's numbers are in a scrape
 
 
 class Metrics:
@@ -107,6 +109,9 @@ class Metrics:
             MultiProcessCollector(self.exposed, shared)  # type: ignore[no-untyped-call]
         self._exposition = make_aiohttp_handler(self.exposed)
         self.state: StateMetrics | None = None
+        # Requests inside the gateway now, counted by the middleware in a plain int: the
+        # gauge gets it when read (sync), not at two locked writes per request.
+        self.inside = 0
         self._syncing: asyncio.Task[None] | None = None
         # The labelled children, made once per label set: all values come from the
         # config or a fixed list, so these dicts are as bounded as the series are.
@@ -150,15 +155,27 @@ class Metrics:
         return (AdminView(path="/metrics", page=self._page),)
 
     async def _page(self, request: web.Request) -> web.StreamResponse:
-        if self.state is not None:
-            self.state.sync()  # this worker's numbers as of now
+        self.sync()  # this worker's numbers as of now
         # prometheus-client's own handler: the text format, or OpenMetrics when the
         # scraper's Accept header asks for it (Prometheus does), gzip when it may.
         return await self._exposition(request)
 
-    async def start(self) -> None:
+    def sync(self) -> None:
+        """Copy what is counted in plain numbers into the families: the requests in
+        flight (the middleware's `inside`) and each concern's numbers (state.py)."""
+        self.in_flight.set(self.inside)
         if self.state is not None:
-            self._syncing = asyncio.create_task(self.state.keep_synced())
+            self.state.sync()
+
+    async def _keep_synced(self) -> None:
+        """Once a second, for the scrapes other workers answer (--workers N)."""
+        with contextlib.suppress(asyncio.CancelledError):
+            while True:
+                await asyncio.sleep(SYNC_SECONDS)
+                self.sync()
+
+    async def start(self) -> None:
+        self._syncing = asyncio.create_task(self._keep_synced())
 
     async def close(self) -> None:
         if self._syncing is not None:

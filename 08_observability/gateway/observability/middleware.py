@@ -24,14 +24,13 @@ from .tracing import Tracing
 
 def observe_middleware(metrics: Metrics | None, tracing: Tracing | None) -> Middleware:
     """The middleware; None for what is switched off ([observability] metrics, tracing)."""
-    in_flight = None if metrics is None else metrics.in_flight
 
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         start = time.perf_counter()
         begun = None if tracing is None else tracing.begin(request)
-        if in_flight is not None:
-            in_flight.inc()
+        if metrics is not None:
+            metrics.inside += 1
         status, source = 500, "gateway"  # an exception that escaped every handler
         try:
             response = await handler(request)
@@ -44,8 +43,8 @@ def observe_middleware(metrics: Metrics | None, tracing: Tracing | None) -> Midd
             raise
         finally:
             route = route_label(request)
-            if metrics is not None and in_flight is not None:
-                in_flight.dec()
+            if metrics is not None:
+                metrics.inside -= 1
                 metrics.count(route, method_label(request.method), status, source)
                 metrics.time(route, time.perf_counter() - start)  # the span still current
             if tracing is not None and begun is not None:

@@ -7,12 +7,14 @@
     gateway_retries_total{reason}          the status retried, or refused, timeout, broken
     gateway_hedges_total, gateway_retry_budget_denied_total, gateway_shed_total
     gateway_bulkhead_in_use{upstream}, gateway_bulkhead_queued{upstream},
-    gateway_bulkhead_rejected_total{upstream}, gateway_websockets_open
+    gateway_bulkhead_rejected_total{upstream}, gateway_websockets_open,
+    gateway_event_streams_open
     gateway_cache_results_total{result}    hit, miss, revalidated, collapsed, stored, ...
     gateway_cache_stored_bytes, gateway_cache_evictions_total, gateway_store_errors_total{store}
     gateway_auth_results_total{method,outcome}   method: key, jwt, none
     gateway_jwks_fetches_total{issuer,result}    result: ok, failed
     gateway_ratelimit_decisions_total{decision}  admitted, limited, fallback, failed_open, ...
+    gateway_ratelimit_limit_decisions_total{route,limit,decision}   which limit refused
 
 The concerns have counted these since their own stages, in plain dicts and ints that
 their admin views show. Counting each decision a second time into prometheus-client, on
@@ -28,8 +30,6 @@ set (outcomes, results, reasons): never anything a request carries.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -41,9 +41,9 @@ from gateway.auth.jwks import RemoteKeys
 from gateway.balancing import Upstreams
 from gateway.cache.cache import Cache
 from gateway.channel.channel import Channel
+from gateway.proxy import Proxy
 from gateway.ratelimit.limiter import Limiter
 
-SYNC_SECONDS = 1.0
 STATES = ("closed", "open", "half-open")
 Labels = tuple[str, ...]
 Mode = Literal["liveall", "livesum"]
@@ -55,6 +55,7 @@ class Observed:
 
     upstreams: Upstreams
     channel: Channel
+    proxy: Proxy
     cache: Cache
     auth: Authenticator
     limiter: Limiter
@@ -106,6 +107,9 @@ class StateMetrics:
             "gateway_bulkhead_rejected", "Requests the bulkhead turned away", pool
         )
         self.websockets = gauge("gateway_websockets_open", "WebSockets relayed now", (), "livesum")
+        self.event_streams = gauge(
+            "gateway_event_streams_open", "Server-Sent Events streams relayed now", (), "livesum"
+        )
         self.cache_results = counter(
             "gateway_cache_results", "Cache lookups and stores, by result", ["result"]
         )
@@ -128,6 +132,11 @@ class StateMetrics:
         )
         self.decisions = counter(
             "gateway_ratelimit_decisions", "Rate-limit decisions and store trouble", ["decision"]
+        )
+        self.limit_decisions = counter(
+            "gateway_ratelimit_limit_decisions",
+            "Each limit's decisions, by route (methods and pattern) and limit name",
+            ["route", "limit", "decision"],
         )
         # What each counter's source said at the last copy, by (family, labels).
         self._last: dict[tuple[int, Labels], float] = {}
@@ -153,6 +162,7 @@ class StateMetrics:
             self.bulkhead_queued.labels(name).set(bulkhead.queued)
             self._add(self.bulkhead_rejected, [((name,), bulkhead.rejected)])
         self.websockets.set(channel.websockets.open)
+        self.event_streams.set(o.proxy.event_streams)
         self._add(self.cache_results, (((result,), n) for result, n in o.cache.counts.items()))
         self._store(o.cache.store.stats(), "cache")
         self._add(self.auth_results, o.auth.by_method.items())
@@ -162,6 +172,7 @@ class StateMetrics:
                 ok, failed = keys.fetches - keys.failures, keys.failures
                 self._add(self.jwks_fetches, [((name, "ok"), ok), ((name, "failed"), failed)])
         self._add(self.decisions, (((d,), n) for d, n in o.limiter.counts.items()))
+        self._add(self.limit_decisions, o.limiter.by_limit.items())
         self._store(o.limiter.store.stats(), "rate_limit")
 
     def _store(self, stats: Mapping[str, object], store: str) -> None:
@@ -182,10 +193,3 @@ class StateMetrics:
             if grown > 0:
                 (family.labels(*labels) if labels else family).inc(grown)
             self._last[key] = now
-
-    async def keep_synced(self) -> None:
-        """Once a second, for the scrapes other workers answer (--workers N)."""
-        with contextlib.suppress(asyncio.CancelledError):
-            while True:
-                await asyncio.sleep(SYNC_SECONDS)
-                self.sync()

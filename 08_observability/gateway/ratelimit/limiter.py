@@ -103,6 +103,8 @@ class Limiter:
         )
         self.addresses = ClientAddress(config.trusted_proxies)
         self.counts: Counter[str] = Counter()
+        # The same by route and limit: which limit refuses whom, for the metrics.
+        self.by_limit: Counter[tuple[str, str, str]] = Counter()
         self.refusals = RefusalLog()
         # What a route's limits are for a plan, its RateLimit-Policy and its keys' prefixes:
         # the same for every request of that plan, so made once (the per-request work is
@@ -170,6 +172,10 @@ class Limiter:
         if refused:  # nothing was counted: the limits with room still have it all
             outcomes = [replace(o, remaining=o.remaining + 1) if o.allowed else o for o in outcomes]
         fields = (policy_value, state_field(policy.limits, outcomes))
+        for limit, outcome in zip(policy.limits, outcomes, strict=True):
+            verdict = "admitted" if not refused else "limited" if not outcome.allowed else None
+            if verdict is not None:  # a limit with room, when another refused, decided nothing
+                self.by_limit[(policy.scope, limit.name, verdict)] += 1
         if refused:
             self.counts["limited"] += 1
             wait = max(o.retry_ms for o in outcomes if not o.allowed)
