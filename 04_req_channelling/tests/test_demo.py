@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import time
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -124,6 +125,15 @@ def test_every_user_sticks_to_one_backend_and_users_spread(stage: RunningStage) 
     """What 26-28 invite the reader to try, made impossible to pass by chance: eight
     users, four requests each on different paths, each user always on one backend (a
     random pick would agree four times in a row for one user with p = 1/27)."""
+    # Users spread over the targets that are in the pool: the demo's requests before
+    # this test, or a health probe that timed out on a loaded machine, may have taken one
+    # out for a few seconds. Wait until all three are healthy (the admin view says so).
+    deadline = time.monotonic() + 30
+    targets = users_targets(stage)
+    while not all(t["state"] == "healthy" for t in targets):
+        assert time.monotonic() < deadline, targets
+        time.sleep(0.1)  # a probe every 2 s brings a target back: nothing to wait on but it
+        targets = users_targets(stage)
     homes = {}
     for user in ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"):
         answers = {
@@ -134,7 +144,15 @@ def test_every_user_sticks_to_one_backend_and_users_spread(stage: RunningStage) 
         ((status, home),) = answers
         assert status == 200 and home in USERS, (user, status, home)
         homes[user] = home
-    assert len(set(homes.values())) > 1, homes  # the users do spread over the pool
+    # The users do spread over the pool (and if not, what the pool looked like then).
+    assert len(set(homes.values())) > 1, (homes, targets, users_targets(stage))
+
+
+def users_targets(stage: RunningStage) -> list[dict[str, object]]:
+    """The users pool's targets, as the admin listener shows them."""
+    with urllib.request.urlopen(stage.gateway.admin_url + "/upstreams", timeout=5) as reply:
+        targets: list[dict[str, object]] = json.load(reply)["upstreams"]["users"]["targets"]
+    return targets
 
 
 def test_a_hot_key_in_flight_spills_to_the_next_backend(stage: RunningStage) -> None:
