@@ -102,7 +102,12 @@ def build_apps(config: GatewayConfig) -> tuple[web.Application, web.Application]
     shedder = LoadShedder(config.server.max_in_flight)
     observability = config.observability
     tracing = Tracing(observability.tracing, stage=STAGE)
-    metrics = Metrics(stage=STAGE, config_text=config.model_dump_json())
+    known = frozenset(consumer.id for consumer in config.consumers)
+    metrics = Metrics(
+        stage=STAGE,
+        config_text=config.model_dump_json(),
+        consumers=known if observability.consumer_label else None,
+    )
     channel = Channel(upstreams, proxy, bulkheads, shedder, budget, observe=metrics.upstream_time)
     gateway = Gateway(channel)
 

@@ -80,6 +80,7 @@ def render(spec: GatewaySpec) -> str:
             "",
             "[observability]",
             f"access_log_format = {_toml(seen.access_log_format)}",
+            f"consumer_label = {_toml(seen.consumer_label)}",
             "",
             "[observability.tracing]",
             f"sample_ratio = {_toml(float(seen.sample_ratio))}",

@@ -14,6 +14,7 @@ traffic the test sent.
   made it): an upstream's 404 and the gateway's 404 are two series;
 - the duration histograms count the same requests, per route and per upstream pool;
 - cardinality is bounded: 10,000 random paths and 1,000 random API keys add no series;
+- a consumer label only when asked for, and then only configured consumers' ids;
 - each concern's decisions: retries by why, a target's breaker open, rate-limit
   decisions, auth outcomes by method, cache results;
 - with --workers 2, one scrape adds up both workers;
@@ -28,6 +29,7 @@ Run against stage 07 it fails: 07's admin listener has no /metrics (404).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import re
 import secrets
@@ -48,7 +50,9 @@ from common.testing.gateway import Render, start_gateway
 from common.testing.processes import Proc, start_backend
 from common.testing.prometheus import prometheus
 from common.testing.specs import (
+    AuthSpec,
     ChannelSpec,
+    ConsumerSpec,
     GatewaySpec,
     HealthSpec,
     LimitSpec,
@@ -177,6 +181,8 @@ def test_each_answer_counts_by_route_method_code_and_source(gateway: Proc) -> No
     # A method nobody registered is not a label value of its own.
     methods = {dict(ls)["method"] for (n, ls) in after if n == "gateway_requests_total"}
     assert "BREW" not in methods and methods <= {"GET", "HEAD", "_OTHER"}
+    # No consumer label unless asked for (it multiplies the series by the consumers).
+    assert all("consumer" not in dict(ls) for (n, ls) in after if n == "gateway_requests_total")
     # No raw path anywhere: route values are the configured ones.
     routes = {dict(ls)["route"] for (n, ls) in after if n == "gateway_requests_total"}
     assert routes <= {"/users", "/keyed", "/dead", "/plain", UNMATCHED}
@@ -409,3 +415,36 @@ def test_open_event_streams_are_a_gauge(gateway: Proc) -> None:
     while value(samples(gateway), "gateway_event_streams_open") != 0:
         assert time.monotonic() < deadline, "the stream was never counted closed"
         time.sleep(0.05)
+
+
+def test_the_consumer_label_is_opt_in_and_bounded(
+    origin: Proc, dead_port: int, stage_dir: Path, render: Render, tmp_path: Path
+) -> None:
+    keys = {"alice": "gwk_obsalice_" + "a" * 43, "bob": "gwk_obsbob12_" + "b" * 43}
+
+    def hashed(key: str) -> str:
+        return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+    consumers = AuthSpec(consumers=tuple(
+        ConsumerSpec(name, api_keys=((key[4:12], hashed(key)),)) for name, key in keys.items()
+    ))  # fmt: skip
+    spec = GatewaySpec(routes(origin, dead_port), auth=consumers,
+                       observability=ObservabilitySpec(consumer_label=True))  # fmt: skip
+    proc = start_gateway(stage_dir, render(spec), tmp_path)
+    try:
+        for name, times in (("alice", 3), ("bob", 2)):
+            for _ in range(times):
+                reply = send(proc.port, "GET", "/keyed/users/1", [("X-API-Key", keys[name])])
+                assert reply.status == 200
+        for _ in range(50):  # strangers: no caller, whatever key they make up
+            made_up = [("X-API-Key", "gwk_" + secrets.token_urlsafe(40))]
+            assert send(proc.port, "GET", "/keyed/users/1", made_up).status == 401
+        found = samples(proc)
+    finally:
+        proc.stop()
+    served = "gateway_requests_total"
+    assert total(found, served, route="/keyed", code="200", consumer="alice") == 3
+    assert total(found, served, route="/keyed", code="200", consumer="bob") == 2
+    assert total(found, served, route="/keyed", code="401", consumer="") == 50
+    values = {dict(ls)["consumer"] for (n, ls) in found if n == served}
+    assert values <= {"alice", "bob", "", "(other)"}, values

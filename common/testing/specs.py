@@ -251,6 +251,7 @@ class ObservabilitySpec:
     otlp_endpoint: str = ""  # "" sends nothing
     export_delay: float = 0.2  # seconds between batches: short, so that tests need not wait
     access_log_format: str = "text"  # or json
+    consumer_label: bool = False  # a `consumer` label on gateway_requests_total
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from gateway.routing import ROUTE, RouteMatch
 
 from .apikeys import KeyRing, StoredKey
 from .config import AuthConfig, AuthPolicy, ConsumerConfig, IssuerConfig
-from .identity import Identity, Spoofable
+from .identity import IDENTITY, Identity, Spoofable
 from .jwks import KeysUnavailable, RemoteKeys, StaticKeys
 from .tokens import ClaimsPolicy, Invalid, check_claims, header_fields, parse, scopes_of
 from .upstream import upstream_request
@@ -181,6 +181,7 @@ class Authenticator:
             else:
                 identity = await self.identify(request, found, policy)
                 upstream = upstream_request(request, found, policy, identity, self.spoofable)
+                request[IDENTITY] = identity  # for the outer steps too (the metrics' consumer)
             try:
                 return await handler(upstream)
             finally:

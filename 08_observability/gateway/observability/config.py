@@ -2,6 +2,7 @@
 
 [observability]
 metrics = true              # GET /metrics on the admin listener, and the RED middleware
+consumer_label = false      # a `consumer` label on gateway_requests_total (opt-in)
 access_log_format = "text"  # text | json: JSON lines with trace_id and span_id
 
 [observability.tracing]
@@ -14,9 +15,9 @@ keep_traces = 50            # the last traces, in memory, for the dashboard
 
 Every label value of every metric comes from this file (routes, pools, limits), never
 from a request: that is what keeps the number of series bounded (gateway/observability/
-metrics.py). A consumer label is the one thing a production gateway offers on top, off
-by default (Kong's `per_consumer`), because it multiplies every series by the number of
-consumers; this stage leaves it out.
+metrics.py). A consumer label is opt-in and off by default, as Kong's `per_consumer` is:
+it multiplies the request counter's series by the number of consumers. Its values are
+the configured consumers' ids, never a token's subject.
 """
 
 from __future__ import annotations
@@ -46,5 +47,9 @@ class TracingConfig(Strict):
 
 class ObservabilityConfig(Strict):
     metrics: bool = True
+    # gateway_requests_total gets a `consumer` label: each configured consumer's id, or
+    # "(other)" (a token whose subject is no configured consumer) or "" (no caller). Off
+    # by default: it multiplies the family's series by the number of consumers.
+    consumer_label: bool = False
     access_log_format: Literal["text", "json"] = "text"
     tracing: TracingConfig = TracingConfig()

@@ -41,6 +41,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from gateway.auth.identity import IDENTITY
 from gateway.concern import AdminView
 
 from .state import Observed, StateMetrics
@@ -53,14 +54,19 @@ from .workers import SHARED_DIR
 # more resolution costs memory in every Prometheus that scrapes this.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
-Counted = tuple[str, str, int, str]  # route, method, code, source
+Counted = tuple[str, str, int, str, str]  # route, method, code, source, consumer
 SYNC_SECONDS = 1.0  # how old, at most, another worker's numbers are in a scrape
 
 
 class Metrics:
     """The metric families of one gateway process, and the RED middleware that feeds them."""
 
-    def __init__(self, *, stage: str, config_text: str) -> None:
+    def __init__(
+        self, *, stage: str, config_text: str, consumers: frozenset[str] | None = None
+    ) -> None:
+        # `consumers`: the configured consumers' ids when [observability] consumer_label
+        # is on (the label's only values, with "(other)" and ""); None: no such label.
+        self.consumers = consumers
         # With --workers N the series live in files every worker writes and the scrape
         # sums (workers.py); then the families are registered nowhere, and /metrics reads
         # the files. With one worker they live in this process's own registry.
@@ -69,7 +75,7 @@ class Metrics:
         self.requests = Counter(
             "gateway_requests",
             "Answers the clients got, by route, method, status code and who made them",
-            ["route", "method", "code", "source"],
+            ["route", "method", "code", "source", *(["consumer"] if consumers is not None else [])],
             registry=own,
         )
         self.duration = Histogram(
@@ -121,12 +127,24 @@ class Metrics:
 
     # --- the request path: the middleware (middleware.py) calls these ---------------
 
-    def count(self, route: str, method: str, code: int, source: str) -> None:
-        key = (route, method, code, source)
+    def count(self, route: str, method: str, code: int, source: str, consumer: str = "") -> None:
+        key = (route, method, code, source, consumer)
         child = self._counted.get(key)
         if child is None:
-            child = self._counted[key] = self.requests.labels(route, method, str(code), source)
+            labels = [route, method, str(code), source]
+            if self.consumers is not None:
+                labels.append(consumer)
+            child = self._counted[key] = self.requests.labels(*labels)
         child.inc()
+
+    def consumer_of(self, request: web.Request) -> str:
+        """The consumer label's value: a configured consumer's id, "(other)" for a caller
+        that is none (a token's subject is the IdP's to choose: never a label value), ""
+        for no caller at all."""
+        identity = request.get(IDENTITY)
+        if identity is None or self.consumers is None:
+            return ""
+        return identity.consumer_id if identity.consumer_id in self.consumers else "(other)"
 
     def time(self, route: str, seconds: float) -> None:
         child = self._timed.get(route)

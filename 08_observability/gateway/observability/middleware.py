@@ -45,7 +45,8 @@ def observe_middleware(metrics: Metrics | None, tracing: Tracing | None) -> Midd
             route = route_label(request)
             if metrics is not None:
                 metrics.inside -= 1
-                metrics.count(route, method_label(request.method), status, source)
+                consumer = "" if metrics.consumers is None else metrics.consumer_of(request)
+                metrics.count(route, method_label(request.method), status, source, consumer)
                 metrics.time(route, time.perf_counter() - start)  # the span still current
             if tracing is not None and begun is not None:
                 tracing.end(begun, request, route, status)
