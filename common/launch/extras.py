@@ -3,8 +3,10 @@ a steady trickle of traffic, so that the dashboard moves, and a Prometheus serve
 the admin listener, when a `prometheus` binary is installed.
 
 They are helpers, not services: nothing waits on their health, their output goes to a log
-file under the run directory (Prometheus is chatty), and they are stopped first. A missing
-Prometheus is a note in the table, not a failure: the stage works without one.
+file under the run directory (Prometheus is chatty), and they are stopped first. Like every
+child they have PID files (`make stop-all` finds them) and go when the launcher goes, even
+killed with SIGKILL (the kernel's parent-death signal, children.py). A missing Prometheus
+is a note in the table, not a failure: the stage works without one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.launch import pidfiles, sockets
+from common.launch.children import _parent_death_signal as parent_death_signal
 from common.launch.config import REPO_ROOT, Stage
 from common.launch.sockets import HOST
 
@@ -36,7 +39,12 @@ class Extra:
             self.proc = subprocess.Popen(
                 self.argv, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=parent_death_signal(),
             )  # fmt: skip
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid if self.proc is not None else 0
 
     def stop(self) -> None:
         proc = self.proc

@@ -136,6 +136,8 @@ class Supervisor:
                 if failure is None:
                     for extra in self.extras:  # traffic, Prometheus (stage 08 on)
                         extra.start(self.env)
+                        record = pidfiles.record_for(extra.pid, extra.name, None, extra.argv)
+                        pidfiles.write(self._stage_run_dir / f"{extra.name}.json", record)
                     self._show_ready()
                     failure = await self._watch(stop_requested)
             else:  # stopped while starting: a child half-spawned is killed by asyncio
@@ -271,6 +273,8 @@ class Supervisor:
         sent to a backend that is going away; then the backends together (nothing depends
         on a backend but the gateway)."""
         await asyncio.gather(*(asyncio.to_thread(extra.stop) for extra in self.extras))
+        for extra in self.extras:
+            pidfiles.remove(self._stage_run_dir / f"{extra.name}.json")
         groups = (
             ([self.gateway] if self.gateway else [], GATEWAY_STOP_TIMEOUT),
             (self.backends, STOP_TIMEOUT),
