@@ -94,8 +94,8 @@ auth: $(STAMP) ## 06: six backends, the identity provider on :9100, the gateway 
 rate-limit: $(STAMP) ## 07: backends, the identity provider, a private Redis, the gateway with rate limits (WORKERS=2: two)
 	$(PY) -m common.launch 07_rate_limiting $(if $(WORKERS),--workers $(WORKERS))
 
-observability: $(STAMP) ## 08: stage 07 with metrics, traces, a dashboard (:8081/dashboard), traffic, Prometheus if installed; two workers (WORKERS=1: one)
-	$(PY) -m common.launch 08_observability --workers $(or $(WORKERS),2)
+observability: $(STAMP) ## 08: stage 07 with metrics, traces, a dashboard (:8081/dashboard), traffic, Prometheus if installed; two workers (WORKERS=1: one; TRAFFIC=0: none)
+	$(PY) -m common.launch 08_observability --workers $(or $(WORKERS),2) $(if $(filter 0,$(TRAFFIC)),--no-traffic)
 
 restart: $(STAMP) ## start a backend of the running stage again: make restart NAME=users-b
 	@test -n "$(NAME)" || { echo "usage: make restart NAME=users-b"; exit 2; }

@@ -49,6 +49,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--workers", type=int, help="gateway processes (default: services.toml, or 2 with --redis)"
     )
     parser.add_argument(
+        "--no-traffic",
+        action="store_true",
+        help="stage 08 on: without the trickle of traffic services.toml asks for",
+    )
+    parser.add_argument(
         "--stop-all",
         action="store_true",
         help="stop every process recorded under the run dir, launchers first",
@@ -68,7 +73,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def launch(stage_arg: str, run_dir: Path, redis: bool = False, workers: int | None = None) -> int:
+def launch(
+    stage_arg: str,
+    run_dir: Path,
+    redis: bool = False,
+    workers: int | None = None,
+    traffic: bool = True,
+) -> int:
     try:
         stage = load_stage(stage_arg)
         children = [b.name for b in stage.services.backends]
@@ -109,11 +120,14 @@ def launch(stage_arg: str, run_dir: Path, redis: bool = False, workers: int | No
         count = workers or (gateway.workers if gateway is not None and gateway.redis else 2)
         if not redis:
             extra = [] if workers in (None, 1) else ["--workers", str(workers)]
-            return asyncio.run(Supervisor(stage, bound, run_dir, gateway_args=extra).run())
+            supervisor = Supervisor(stage, bound, run_dir, gateway_args=extra, traffic=traffic)
+            return asyncio.run(supervisor.run())
         try:
             with shared_redis(run_dir, stage.name) as url:
                 extra = ["--redis-url", url, "--workers", str(count)]
-                supervisor = Supervisor(stage, bound, run_dir, gateway_args=extra, redis_url=url)
+                supervisor = Supervisor(
+                    stage, bound, run_dir, gateway_args=extra, redis_url=url, traffic=traffic
+                )
                 return asyncio.run(supervisor.run())
         except RedisUnavailable as e:
             output.error(str(e))
@@ -183,7 +197,10 @@ def main(argv: list[str] | None = None) -> int:
             return stop_all(args.run_dir)
         if args.restart:
             return restart_backend(args.restart, args.run_dir)
-        return launch(args.stage, args.run_dir, redis=args.redis, workers=args.workers)
+        return launch(
+            args.stage, args.run_dir, redis=args.redis, workers=args.workers,
+            traffic=not args.no_traffic,
+        )  # fmt: skip
     except KeyboardInterrupt:
         # Ctrl-C before the supervisor's own handler is installed (or --stop-all):
         # nothing of ours is running yet, so just leave quietly.

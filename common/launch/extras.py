@@ -58,7 +58,7 @@ class Extra:
             proc.wait()
 
 
-def extras_for(stage: Stage, run_dir: Path) -> tuple[list[Extra], list[str]]:
+def extras_for(stage: Stage, run_dir: Path, traffic: bool = True) -> tuple[list[Extra], list[str]]:
     """The stage's extras, and notes for the table (e.g. that Prometheus is missing)."""
     services, gateway = stage.services, stage.services.gateway
     if gateway is None:
@@ -66,10 +66,10 @@ def extras_for(stage: Stage, run_dir: Path) -> tuple[list[Extra], list[str]]:
     where = pidfiles.stage_dir(run_dir, stage.name)
     where.mkdir(parents=True, exist_ok=True)
     extras, notes = [], []
-    if (traffic := services.traffic) is not None:
+    if (trickle := services.traffic) is not None and traffic:
         argv = [sys.executable, "-m", "common.traffic", f"http://{HOST}:{gateway.port}"]
-        argv += [*traffic.paths, "--rate", str(traffic.rate), "--seconds", str(traffic.seconds)]
-        extras.append(Extra("traffic", argv, f"{traffic.rate:g}/s", where / "traffic.log"))
+        argv += [*trickle.paths, "--rate", str(trickle.rate), "--seconds", str(trickle.seconds)]
+        extras.append(Extra("traffic", argv, f"{trickle.rate:g}/s", where / "traffic.log"))
     if (prometheus := services.prometheus) is not None and gateway.admin_port is not None:
         binary = shutil.which("prometheus")
         if binary is None:

@@ -57,6 +57,7 @@ class Supervisor:
         run_dir: Path,
         gateway_args: list[str] | None = None,  # e.g. --redis-url URL --workers 2
         redis_url: str | None = None,  # the private Redis, for the table of what runs
+        traffic: bool = True,  # services.toml's [traffic], unless --no-traffic
     ) -> None:
         self.stage = stage
         self.redis_url = redis_url
@@ -109,7 +110,7 @@ class Supervisor:
             if gw is not None
             else None
         )
-        self.extras, self.extra_notes = extras_for(stage, run_dir)
+        self.extras, self.extra_notes = extras_for(stage, run_dir, traffic=traffic)
         self.width = max(len(c.name) for c in self.children)
         self._stop_requested = asyncio.Event()
         self._restart_requested = asyncio.Event()

@@ -52,6 +52,8 @@ def test_a_stage_asks_for_traffic_and_prometheus(tmp_path: Path) -> None:
     traffic = next(e for e in extras if e.name == "traffic")
     assert traffic.argv[1:3] == ["-m", "common.traffic"]
     assert "http://127.0.0.1:8080" in traffic.argv and "/users/1" in traffic.argv
+    quiet, _ = extras_for(stage, tmp_path, traffic=False)  # make observability TRAFFIC=0
+    assert "traffic" not in [e.name for e in quiet]
     if shutil.which("prometheus") is None:
         assert any("not installed" in note for note in notes)
     else:

@@ -33,6 +33,7 @@ from importlib import resources
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from opentelemetry.sdk.trace import ReadableSpan
 from prometheus_client import CollectorRegistry
 
@@ -221,7 +222,7 @@ def waterfall(spans: list[ReadableSpan]) -> dict[str, Any]:
     }
 
 
-def asset(name: str) -> Any:
+def asset(name: str) -> Handler:
     """A file of this package as a page: read once, served from memory."""
     body = (ASSETS / name).read_bytes()
     suffix = name[name.rfind(".") :]

@@ -2,19 +2,20 @@
 GET /metrics on the admin listener.
 
     gateway_requests_total{route,method,code,source}   every answer the client got
+                                                       (and `consumer`, when asked for)
     gateway_request_duration_seconds{route}            histogram: the whole request
     gateway_upstream_duration_seconds{upstream}        histogram: each try, until its head
     gateway_requests_in_flight                         requests inside the gateway now
     gateway_build_info{stage,config_hash}              1: which code, which gateway.toml
 
-The names are the ones dashboards and alerts written for other gateways expect (Kong's
-and APISIX's say http_requests_total and latency; Envoy's say upstream_rq and rq_time);
+The names follow the shape dashboards and alerts for other gateways expect (Kong's
+kong_http_requests_total and its latency histograms, Envoy's upstream_rq and rq_time);
 ARCHITECTURE.md puts them side by side.
 
 `route` is the route as configured (`/users`, `/api/v1/users/{id}`), never the raw path:
 a label value is a series, and a raw path would make one per user id, per typo, per
 scanner's probe, until the scrape is megabytes and the Prometheus server runs out of
-memory. A request no route matched (404, 400, 431) counts under one value, UNMATCHED.
+memory. A request no route matched (404, 400, 431) counts under one value (labels.py).
 `method` is one of the standard methods or `_OTHER` (OpenTelemetry's convention): a
 client may send any token as a method. `code` is the status the client got. `source`
 says who made that answer (Kong's label): `upstream` when the gateway relayed a service's

@@ -16,8 +16,9 @@
     gateway_ratelimit_decisions_total{decision}  admitted, limited, fallback, failed_open, ...
     gateway_ratelimit_limit_decisions_total{route,limit,decision}   which limit refused
 
-The concerns have counted these since their own stages, in plain dicts and ints that
-their admin views show. Counting each decision a second time into prometheus-client, on
+The concerns count these in plain dicts and ints: most since their own stages, for their
+admin views; a few (retries by why, hedges, auth by method, decisions by limit, bypasses,
+event streams) since this one. Counting each decision a second time into prometheus-client, on
 the request path, would cost a lock per decision; so the numbers are copied into metric
 families when they are read instead: when /metrics is asked (the worker that answers is
 exact), and once a second in every worker (with --workers N the scrape adds up every

@@ -18,8 +18,8 @@ always traced and one with an unsampled parent never (`ParentBased`, the SDK's d
 one without a parent is traced with the configured probability, and the decision travels
 on in the `traceparent` flag, so that every service of a trace follows it and traces
 arrive whole. The demo samples everything; gateway.toml says what production does. An
-unsampled request costs a span that records nothing and the header it passes on; the
-children below are not made at all (`child`).
+unsampled request costs two random ids and the header it passes on (`Tracing.begin`);
+the children below are not made at all (`child`).
 
 Finished spans go to an OTLP/HTTP collector in batches (a thread of the SDK's, never the
 event loop), and the last traces stay in memory for the dashboard (`RecentTraces`).
