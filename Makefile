@@ -19,7 +19,7 @@ STAGE ?= $(NEWEST_GATEWAY)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test check propagate diff lint typecheck services pass-through trie lb restart stop-all bench trie-bench \
-	lb-bench lb-chaos channelling channelling-bench cache cache-bench cache-conformance auth auth-bench rate-limit ratelimit-bench observability bench-all clean
+	lb-bench lb-chaos channelling channelling-bench cache cache-bench cache-conformance auth auth-bench rate-limit ratelimit-bench observability hot-reload bench-all clean
 
 help: ## list every target (the default)
 	@echo "usage: make <target>   (first use creates .venv and installs requirements.txt)"
@@ -97,6 +97,9 @@ rate-limit: $(STAMP) ## 07: backends, the identity provider, a private Redis, th
 observability: $(STAMP) ## 08: stage 07 with metrics, traces, a dashboard (:8081/dashboard), traffic, Prometheus if installed; two workers (WORKERS=1: one; TRAFFIC=0: none)
 	$(PY) -m common.launch 08_observability --workers $(or $(WORKERS),2) $(if $(filter 0,$(TRAFFIC)),--no-traffic)
 
+hot-reload: $(STAMP) ## 09: stage 08 whose config reloads live (POST :8081/reload, SIGHUP); runs on a copy in .run/; two workers (WORKERS=1, TRAFFIC=0)
+	$(PY) -m common.launch 09_hot_reload --workers $(or $(WORKERS),2) $(if $(filter 0,$(TRAFFIC)),--no-traffic)
+
 restart: $(STAMP) ## start a backend of the running stage again: make restart NAME=users-b
 	@test -n "$(NAME)" || { echo "usage: make restart NAME=users-b"; exit 2; }
 	@$(PY) -m common.launch --restart $(NAME)
@@ -131,7 +134,7 @@ auth-bench: $(STAMP) ## 05 vs 06: CPU per request for API keys and JWT per algor
 ratelimit-bench: $(STAMP) ## 06 vs 07: accuracy (2,000 at once, workers, Redis), the window edge, overhead, Redis stopped (~1.5 min; ARGS=--quick)
 	$(PY) -m common.bench.ratelimit_bench $(ARGS)
 
-bench-all: $(STAMP) ## every stage 01-08, the same request, its concerns on: CPU µs, p50/p99, what each added (~1.5 min; ARGS=--quick)
+bench-all: $(STAMP) ## every stage 01-09, the same request, its concerns on: CPU µs, p50/p99, what each added (~1.5 min; ARGS=--quick)
 	$(PY) -m common.bench.bench_all $(ARGS)
 
 clean: ## remove caches and .run/ (keeps .venv)

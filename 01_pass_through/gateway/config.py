@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 
-from gateway.validation import Port, Seconds, Strict, describe
+from gateway.validation import Port, Seconds, Strict, describe, placed
 
 
 class ConfigError(Exception):
@@ -154,7 +154,7 @@ def load_config(path: Path, shown: str | None = None) -> GatewayConfig:
         raise ConfigError("\n".join(found)) from None
     problems = _duplicate_prefixes(shown, config)
     if problems:
-        raise ConfigError("\n".join(problems))
+        raise ConfigError("\n".join(placed(problems, shown, text)))
     return config
 
 

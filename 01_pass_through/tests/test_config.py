@@ -46,7 +46,10 @@ def problems(tmp_path: Path, text: str) -> str:
             '[[routes]]\nprefix = "/users"\nupstream = "http://127.0.0.1:99999"\n',
             "gateway.toml:3: routes[0].upstream: must be an http:// URL with a valid port",
         ),
-        (ROUTE + ROUTE, "gateway.toml: routes[1].prefix: '/users' is already routed by routes[0]"),
+        (
+            ROUTE + ROUTE,
+            "gateway.toml:5: routes[1].prefix: '/users' is already routed by routes[0]",
+        ),
         ('[[routes]]\nprefix = "/users"\n', "gateway.toml: routes[0].upstream: required key"),
         (ROUTE + "strip_prefx = true\n", "gateway.toml:4: routes[0].strip_prefx: unknown key"),
         ('[server]\nport = "8080"\n' + ROUTE, "gateway.toml:2: server.port: Input should be"),

@@ -23,7 +23,7 @@ from pydantic import Field, ValidationError, field_validator
 from gateway.headers import TOKEN
 from gateway.patterns import PatternError, check_rewrite, parse_pattern, prefix_patterns
 from gateway.trie import RouteConflict, Router
-from gateway.validation import Port, Seconds, Strict, describe
+from gateway.validation import Port, Seconds, Strict, describe, placed
 
 
 class ConfigError(Exception):
@@ -200,7 +200,7 @@ def load_config(path: Path, shown: str | None = None) -> GatewayConfig:
         raise ConfigError("\n".join(found)) from None
     problems = _route_problems(shown, config.routes) or _conflicts(shown, config.routes)
     if problems:
-        raise ConfigError("\n".join(problems))
+        raise ConfigError("\n".join(placed(problems, shown, text)))
     return config
 
 

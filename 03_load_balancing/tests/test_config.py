@@ -52,40 +52,40 @@ def problems(tmp_path: Path, text: str) -> str:
         ),
         (
             ROUTE + ROUTE,
-            "gateway.toml: routes[1].prefix: route '/users' conflicts with '/users' of routes[0]:"
+            "gateway.toml:5: routes[1].prefix: route '/users' conflicts with '/users' of routes[0]:"
             " both answer every method",
         ),
         (
             PATH + '[[routes]]\npath = "/api/users/{name}/x"\nupstream = "http://h"\n',
-            "gateway.toml: routes[1].path: route '/api/users/{name}/x' conflicts with"
+            "gateway.toml:6: routes[1].path: route '/api/users/{name}/x' conflicts with"
             " '/api/users/{id}' of routes[0]: {name} and {id} at the same position",
         ),
         (
             PATH + PATH.replace('"GET"', '"get", "PUT"'),
-            "gateway.toml: routes[1].path: route 'GET,PUT /api/users/{id}' conflicts with"
+            "gateway.toml:6: routes[1].path: route 'GET,PUT /api/users/{id}' conflicts with"
             " 'GET /api/users/{id}' of routes[0]: both answer GET",
         ),
         (
             '[[routes]]\nupstream = "http://h"\n',
-            "gateway.toml: routes[0]: give exactly one of prefix",
+            "gateway.toml:1: routes[0]: give exactly one of prefix",
         ),
         (
             '[[routes]]\nprefix = "/a"\npath = "/a"\nupstream = "http://h"\n',
-            "gateway.toml: routes[0]: give exactly one of prefix",
+            "gateway.toml:1: routes[0]: give exactly one of prefix",
         ),
         (
             PATH + "strip_prefix = true\n",
-            "gateway.toml: routes[0].strip_prefix: only for prefix routes",
+            "gateway.toml:5: routes[0].strip_prefix: only for prefix routes",
         ),
-        (ROUTE + 'rewrite = "/x"\n', "gateway.toml: routes[0].rewrite: only for path routes"),
+        (ROUTE + 'rewrite = "/x"\n', "gateway.toml:4: routes[0].rewrite: only for path routes"),
         (
             PATH + 'rewrite = "/users/{uid}"\n',
-            "gateway.toml: routes[0].rewrite: rewrite template '/users/{uid}' uses {uid},"
+            "gateway.toml:5: routes[0].rewrite: rewrite template '/users/{uid}' uses {uid},"
             " which '/api/users/{id}' does not capture",
         ),
         (
             PATH + 'rewrite = "/users/../{id}"\n',
-            "gateway.toml: routes[0].rewrite: rewrite template '/users/../{id}': must be a"
+            "gateway.toml:5: routes[0].rewrite: rewrite template '/users/../{id}': must be a"
             " normalised path",
         ),
         (

@@ -39,7 +39,7 @@ from gateway.channel.config import (
 from gateway.headers import TOKEN
 from gateway.patterns import PatternError, check_rewrite, parse_pattern, prefix_patterns
 from gateway.trie import RouteConflict, Router
-from gateway.validation import Port, Seconds, Strict, describe
+from gateway.validation import Port, Seconds, Strict, describe, placed
 
 
 class ConfigError(Exception):
@@ -258,7 +258,7 @@ def load_config(path: Path, shown: str | None = None) -> GatewayConfig:
         for i, reason in unknown_upstreams([r.upstream for r in config.routes], config.upstreams)
     ]
     if problems:
-        raise ConfigError("\n".join(problems))
+        raise ConfigError("\n".join(placed(problems, shown, text)))
     return config
 
 

@@ -283,7 +283,7 @@ def load_problems(tmp_path: Path, text: str) -> str:
 
 def test_gateway_toml_reports_a_route_naming_an_undefined_upstream(tmp_path: Path) -> None:
     assert load_problems(tmp_path, ROUTES.replace('"users"', '"user"') + EXAMPLE) == (
-        "gateway.toml: routes[0].upstream: no [upstreams.user] section defines 'user'"
+        "gateway.toml:3: routes[0].upstream: no [upstreams.user] section defines 'user'"
         " (defined: orders, users)"
     )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -133,3 +133,26 @@ def _model_in(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
         if found is not None:
             return found, mapping or inner
     return None, False
+
+
+# A key path as the messages write it: routes[1].upstream, consumers[0].api_keys[2].hash.
+_KEY = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[\d+\])*$")
+_KEY_PART = re.compile(r"([A-Za-z_]\w*)|\[(\d+)\]")
+
+
+def placed(problems: Iterable[str], shown: str, text: str) -> list[str]:
+    """Problems found after validation (`file: routes[1].upstream: reason`: keys that only
+    make sense together, routes that conflict, unknown pools) with the line their key is
+    written on, as describe() gives pydantic's own errors. One it cannot place stays as
+    it is."""
+    found = []
+    head = f"{shown}: "
+    for problem in problems:
+        key, _, reason = problem.removeprefix(head).partition(": ")
+        if problem.startswith(head) and reason and _KEY.match(key):
+            loc: list[str | int] = [name or int(i) for name, i in _KEY_PART.findall(key)]
+            line = line_of(text, loc)
+            if line is not None:
+                problem = f"{shown}:{line}: {key}: {reason}"
+        found.append(problem)
+    return found

@@ -48,7 +48,7 @@ from gateway.channel.config import (
 from gateway.headers import TOKEN
 from gateway.patterns import PatternError, check_rewrite, parse_pattern, prefix_patterns
 from gateway.trie import RouteConflict, Router
-from gateway.validation import Port, Seconds, Strict, describe
+from gateway.validation import Port, Seconds, Strict, describe, placed
 
 
 class ConfigError(Exception):
@@ -304,7 +304,7 @@ def load_config(path: Path, shown: str | None = None) -> GatewayConfig:
         shown, config.auth, {name: pool.hash_key for name, pool in config.upstreams.items()}
     )
     if problems:
-        raise ConfigError("\n".join(problems))
+        raise ConfigError("\n".join(placed(problems, shown, text)))
     return config
 
 

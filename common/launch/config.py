@@ -62,6 +62,9 @@ class GatewaySpec(_Strict):
     workers: Annotated[int, Field(ge=1, le=64)] = 1
     # Stage 08 on: the dashboard's path on the admin listener, for the table at start-up.
     dashboard: Annotated[str, Field(pattern=r"^/")] | None = None
+    # Stage 09 on: the gateway runs on a fresh copy of `config` under .run/<stage>/, which
+    # the reader edits (or replaces) and reloads, leaving the stage's own file as it is.
+    live_config: bool = False
 
 
 class IdpSpec(_Strict):

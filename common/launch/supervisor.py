@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -90,6 +91,15 @@ class Supervisor:
         # The gateway runs in the stage folder: `python -m gateway` imports that stage's
         # package (the current directory comes first on sys.path), and the config path in
         # services.toml is relative to it.
+        config = gw.config if gw is not None else ""
+        live_note = []
+        if gw is not None and gw.live_config:  # stage 09 on: a copy to edit and reload
+            live = pidfiles.stage_dir(run_dir, stage.name) / Path(gw.config).name
+            live.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(stage.path / gw.config, live)
+            config = str(live)
+            shown = live.relative_to(REPO_ROOT) if live.is_relative_to(REPO_ROOT) else live
+            live_note = [f"config: {shown} (a copy: edit it, then POST /reload or SIGHUP)"]
         self.gateway = (
             Child(
                 name="gateway",
@@ -98,7 +108,7 @@ class Supervisor:
                     "-m",
                     "gateway",
                     "--config",
-                    gw.config,
+                    config,
                     *(gateway_args or []),
                 ],  # fmt: skip
                 cwd=stage.path,
@@ -111,6 +121,7 @@ class Supervisor:
             else None
         )
         self.extras, self.extra_notes = extras_for(stage, run_dir, traffic=traffic)
+        self.extra_notes += live_note
         self.width = max(len(c.name) for c in self.children)
         self._stop_requested = asyncio.Event()
         self._restart_requested = asyncio.Event()

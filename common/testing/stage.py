@@ -19,7 +19,7 @@ import re
 import sys
 import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,17 @@ class RunningStage:
     gateway: Proc
     services: dict[str, Any]  # services.toml, parsed
     idp: Proc | None = None  # stage 06 on: the identity provider (common/idp)
+    # Every fixed port of services.toml -> the URL standing in for it (the module's doc).
+    stand_ins: dict[int, str] = field(default_factory=dict)
+
+    def localise(self, config_text: str) -> str:
+        """Another config file of the stage (stage 09's gateway.next.toml) with the same
+        stand-ins as the one the gateway was started with."""
+        return re.sub(
+            r"http://127\.0\.0\.1:(\d+)(?!\d)",
+            lambda match: self.stand_ins[int(match.group(1))],
+            config_text,
+        )
 
     def run_demo(self, demo: Path) -> dict[int, DemoResult]:
         """Every request of `demo` against this stage, in order; keyed by its number.
@@ -98,7 +109,7 @@ def running_stage(stage_dir: Path, tmp_path: Path) -> Iterator[RunningStage]:
             ]
         gateway = start_gateway(stage_dir, config, tmp_path, *args)
         started.append(gateway)
-        yield RunningStage(backends, gateway, services, idp)
+        yield RunningStage(backends, gateway, services, idp, by_port)
     finally:
         for proc in reversed(started):
             proc.stop()

@@ -664,3 +664,31 @@ def test_stop_all_with_nothing_running(tmp_path: Path) -> None:
 
     assert result.returncode == 0
     assert "Nothing to stop" in result.stdout
+
+
+def test_a_live_config_runs_on_a_fresh_copy_under_the_run_dir(
+    tmp_path: Path, launch: Launch
+) -> None:
+    """Stage 09's `live_config`: the gateway gets a copy of its config under the run dir
+    (the reader edits that one and reloads), made fresh at every start, and the table
+    says where it is; the stage's own file stays as it was."""
+    stage = make_stage(
+        tmp_path,
+        "25_live",
+        backends_toml(("users", "a", 0))
+        + '[gateway]\nport = 0\nconfig = "gateway.toml"\nhealth = "/_gateway/health"\n'
+        + "live_config = true\n",
+    )
+    original = f'users = "{tmp_path / "run" / "25_live" / "users-a.json"}"\n'
+    (stage / "gateway.toml").write_text(original)
+    copy = tmp_path / "run" / "25_live" / "gateway.toml"
+    copy.parent.mkdir(parents=True)
+    copy.write_text("left over from an earlier run\n")
+    (stage / "gateway").mkdir()
+    (stage / "gateway" / "__main__.py").write_text(STAND_IN_GATEWAY)
+    launcher = launch(stage, "--run-dir", tmp_path / "run")
+    records = launcher.wait_ready("25_live", ["users-a", "gateway"])
+    argv = cmdline_of(records["gateway"]["pid"]) or []
+    assert argv[argv.index("--config") + 1] == str(copy), argv
+    assert copy.read_text() == original == (stage / "gateway.toml").read_text()
+    assert "(a copy: edit it, then POST /reload or SIGHUP)" in launcher.output

@@ -1,0 +1,3 @@
+"""The cache contract (common/contracts/cache.py), run against this stage."""
+
+from common.contracts.cache import *  # noqa: F403
