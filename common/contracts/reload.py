@@ -20,7 +20,8 @@ listener, or SIGHUP) while clients keep sending.
   with file, line and key, under load: nothing fails, the old configuration serves on,
   and the refusal is counted in /metrics. SIGHUP reloads too.
 - State survives where identity does: a remaining target's open breaker is still open,
-  a remaining limit's budget is not reset.
+  a remaining limit's budget is not reset, an unchanged issuer keeps its keys, and a
+  verified token whose consumer changed is checked again.
 
 Run against stage 08 it fails: 08's admin listener has no /reload (404).
 """
@@ -33,6 +34,7 @@ import json
 import os
 import re
 import signal
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -45,16 +47,18 @@ from typing import Any
 import aiohttp
 import pytest
 
+from common.contracts.auth import SECRET, Idp, bearer, get, whoami
 from common.contracts.upstreams import refused_port
 from common.contracts.wire import send
 from common.testing.gateway import Render, start_gateway
-from common.testing.processes import Proc, start_backend
+from common.testing.processes import Proc, spawn, start_backend
 from common.testing.specs import (
     AuthSpec,
     CacheSpec,
     ConsumerSpec,
     GatewaySpec,
     HealthSpec,
+    IssuerSpec,
     LimitSpec,
     PoolSpec,
     RouteAuthSpec,
@@ -472,3 +476,46 @@ def test_an_open_breaker_and_a_spent_budget_survive_a_reload(
             assert send(proc.port, "GET", "/moved/health").status == 200  # it did reload
         finally:
             proc.stop()
+
+
+def with_issuer(idp: Idp, backends: Backends, owner: str, refetch: float) -> GatewaySpec:
+    """A route for tokens of one issuer whose keys come from the IdP's JWKS, and one
+    consumer, dora, who owns the subject demo:dora; `owner` is her display name."""
+    issuer = IssuerSpec("demo", idp.url, ("RS256",), jwks_url=idp.url + "/jwks.json",
+                        refetch_interval=refetch)  # fmt: skip
+    return GatewaySpec(
+        [RouteSpec("/jwt", backends.a.url, strip_prefix=True, auth=RouteAuthSpec(mode="jwt"))],
+        auth=AuthSpec(
+            issuers=(issuer,),
+            consumers=(ConsumerSpec("dora", name=owner, subjects=("demo:dora",)),),
+        ),
+        cache=CacheSpec(enabled=False),
+    )
+
+
+def test_an_unchanged_issuer_keeps_its_keys_and_a_changed_consumer_is_forgotten(
+    backends: Backends, stage_dir: Path, render: Render, tmp_path: Path
+) -> None:
+    """The verified-token cache forgets a token whose consumer changed: the same token's
+    next request carries the new identity. An issuer whose settings stayed keeps its keys
+    (the IdP sees no JWKS fetch); one whose settings changed fetches them again."""
+    idp = Idp(spawn("idp", [sys.executable, "-m", "common.idp", "--secret", SECRET],
+                    log_dir=tmp_path))  # fmt: skip
+    proc = start_gateway(stage_dir, render(with_issuer(idp, backends, "Dora One", 1.0)), tmp_path)
+    try:
+        token = bearer(idp.token(sub="dora"))
+        assert whoami(get(proc, "/jwt/whoami", token))["consumer"]["username"] == "Dora One"
+        fetched = idp.fetches()
+
+        rewrite(proc, render(with_issuer(idp, backends, "Dora Two", 1.0)))
+        assert admin(proc, "POST", "/reload")[0] == 200
+        assert whoami(get(proc, "/jwt/whoami", token))["consumer"]["username"] == "Dora Two"
+        assert idp.fetches() == fetched  # the issuer did not change: its keys stayed
+
+        rewrite(proc, render(with_issuer(idp, backends, "Dora Two", 2.0)))
+        assert admin(proc, "POST", "/reload")[0] == 200
+        assert idp.fetches() == fetched + 1  # it changed: fetched at the reload
+        assert whoami(get(proc, "/jwt/whoami", token))["consumer"]["username"] == "Dora Two"
+    finally:
+        proc.stop()
+        idp.proc.stop()
