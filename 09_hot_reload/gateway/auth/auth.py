@@ -38,6 +38,7 @@ from gateway.routing import ROUTE, RouteMatch
 
 from .apikeys import KeyRing, StoredKey
 from .config import AuthConfig, AuthPolicy, ConsumerConfig, IssuerConfig
+from .handover import take_over
 from .identity import IDENTITY, Identity, Spoofable
 from .jwks import KeysUnavailable, RemoteKeys, StaticKeys
 from .tokens import ClaimsPolicy, Invalid, check_claims, header_fields, parse, scopes_of
@@ -146,9 +147,13 @@ class Authenticator:
     async def start(self) -> None:
         """Fetch every remote key set once, before the first request needs it. A dead
         IdP is not fatal: its tokens get 503 until a later fetch succeeds."""
-        if any(isinstance(i.keys, RemoteKeys) for i in self.issuers.values()):
+        await self.fetch_keys(list(self.issuers.values()))
+
+    async def fetch_keys(self, issuers: Sequence[Issuer]) -> None:
+        """Each issuer's remote keys, once (at start-up, or a reload's new issuers)."""
+        if self._session is None and any(isinstance(i.keys, RemoteKeys) for i in issuers):
             self._session = ClientSession(cookie_jar=DummyCookieJar())
-        for issuer in self.issuers.values():
+        for issuer in issuers:
             if self._session is not None:
                 await issuer.keys.start(self._session)
 
@@ -157,41 +162,8 @@ class Authenticator:
             await self._session.close()
 
     async def take_over(self, previous: Authenticator) -> None:
-        """A reload (gateway/reload/). An issuer whose settings did not change is kept,
-        keys and all (no JWKS fetch); a new or changed one fetches its keys now, as at
-        start-up. A verified token stays verified unless its issuer or its consumer
-        changed: a consumer whose entry changed, appeared or went (a new consumer may
-        now own a subject that was nobody's), by id or by subject. Counts go on."""
-        kept_issuers = set()
-        before = {i.issuer: i for i in previous.config.issuers}
-        for iss, issuer_config in ((i.issuer, i) for i in self.config.issuers):
-            if before.get(iss) == issuer_config:
-                self.issuers[iss] = previous.issuers[iss]
-                kept_issuers.add(issuer_config.name)
-        self._session = previous._session
-        fresh = [i for n, i in self.issuers.items() if i is not previous.issuers.get(n)]
-        if self._session is None and any(isinstance(i.keys, RemoteKeys) for i in fresh):
-            self._session = ClientSession(cookie_jar=DummyCookieJar())
-        for issuer in fresh:
-            if self._session is not None:
-                await issuer.keys.start(self._session)
-        changed = {
-            name
-            for id_ in self.consumers.keys() | previous.consumers.keys()
-            if self.consumers.get(id_) != previous.consumers.get(id_)
-            for consumer in (self.consumers.get(id_), previous.consumers.get(id_))
-            if consumer is not None
-            for name in (consumer.id, *consumer.subjects)
-        }
-        for digest, (identity, issuer_name, until) in previous.verified.items():
-            if issuer_name not in kept_issuers:
-                continue
-            if identity.consumer_id in changed or f"{issuer_name}:{identity.subject}" in changed:
-                continue
-            self.verified[digest] = (identity, issuer_name, until)
-        while len(self.verified) > self.config.verified_cache:  # its bound may be smaller now
-            self.verified.popitem(last=False)
-        self.counts, self.by_method = previous.counts, previous.by_method
+        """A reload (gateway/reload/): what this one keeps of `previous` (handover.py)."""
+        await take_over(self, previous)
 
     def admin_views(self) -> Sequence[AdminView]:
         return (AdminView(path="/auth", show=self._show),)
