@@ -9,6 +9,7 @@
     --redis-url URL            every concern that can share its state keeps it in Redis
                                at URL (GatewayConfig.with_redis says which)
     --check                    validate the config file and exit
+    --watch                    reload the config whenever its file changes
 
 SIGHUP (to the gateway, or to the --workers parent) reloads the config file, as POST
 /reload on the admin listener does (gateway/reload/).
@@ -75,6 +76,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="every concern's shared state in Redis at this URL, e.g. redis://127.0.0.1:6379/0",
     )
     parser.add_argument("--check", action="store_true", help="validate the config and exit")
+    parser.add_argument(
+        "--watch", action="store_true", help="reload the config whenever its file changes"
+    )
     # Internal: how the --workers parent tells each worker to bind with SO_REUSEPORT, and
     # where a worker says it is ready (workers.py).
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
@@ -131,6 +135,8 @@ def with_overrides(config: GatewayConfig, args: argparse.Namespace) -> GatewayCo
 
 def worker_argv(args: argparse.Namespace, config: GatewayConfig) -> list[str]:
     argv = ["--config", args.config, "--workers", "1"]
+    if args.watch:
+        argv.append("--watch")
     argv.append("--access-log" if config.server.access_log else "--no-access-log")
     if args.redis_url is not None:
         argv += ["--redis-url", args.redis_url]
@@ -198,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     def load() -> GatewayConfig:  # a reload reads the file again, with the same options
         return with_overrides(load_config(Path(args.config), shown=args.config), args)
 
-    app, admin_app = build_apps(config, load, shown=args.config)
+    app, admin_app = build_apps(config, load, shown=args.config, watch=args.watch)
     loop_factory = uvloop.new_event_loop if uvloop is not None else None
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(

@@ -186,13 +186,17 @@ def build_generation(
 
 
 def build_apps(
-    config: GatewayConfig, load: Load | None = None, shown: str = "gateway.toml"
+    config: GatewayConfig,
+    load: Load | None = None,
+    shown: str = "gateway.toml",
+    *,
+    watch: bool = False,
 ) -> tuple[web.Application, web.Application]:
     """(the public application, the admin application), sharing one set of pools.
 
     `load` reads the configuration file (`shown`, as the user named it) again, for a
-    reload (SIGHUP, POST /reload); None: the gateway cannot reload (a config built in
-    code, as some tests do)."""
+    reload (SIGHUP, POST /reload, and with `watch` every change to the file); None: the
+    gateway cannot reload (a config built in code, as some tests do)."""
     shared = build_shared(config)
     observability = config.observability
     live = Live(
@@ -201,6 +205,7 @@ def build_apps(
         load=load,
         shown=shown,
         metrics=shared.metrics,
+        watch=watch,
     )
     dashboard = Dashboard(
         shared.metrics.exposed, live.current.observed, shared.metrics.sync, shared.tracing.recent

@@ -18,7 +18,8 @@ listener, or SIGHUP) while clients keep sending.
   the next one removes it. With two workers, the answer lists both, on one digest.
 - A broken file (a syntax error, a route to an unknown pool, a port change) is refused
   with file, line and key, under load: nothing fails, the old configuration serves on,
-  and the refusal is counted in /metrics. SIGHUP reloads too.
+  and the refusal is counted in /metrics. SIGHUP reloads too, and with --watch every
+  save does, by rename or in place.
 - State survives where identity does: a remaining target's open breaker is still open,
   a remaining limit's budget is not reset, an unchanged issuer keeps its keys, and a
   verified token whose consumer changed is checked again.
@@ -519,3 +520,41 @@ def test_an_unchanged_issuer_keeps_its_keys_and_a_changed_consumer_is_forgotten(
     finally:
         proc.stop()
         idp.proc.stop()
+
+
+def test_watch_reloads_on_every_save_however_it_is_written(
+    backends: Backends, stage_dir: Path, render: Render, tmp_path: Path
+) -> None:
+    """--watch: a save by rename (a new file over the old one, as editors do) and a save in
+    place are both noticed, each is one reload, and a broken save is refused while the
+    last good configuration serves on."""
+    proc = start_gateway(stage_dir, render(version(backends, False)), tmp_path, "--watch")
+
+    def generation_becomes(number: int) -> None:
+        deadline = time.monotonic() + 10
+        while (shown := admin(proc, "GET", "/config")[1])["generation"] != number:
+            assert time.monotonic() < deadline, f"no reload to {number}: {shown}"
+            time.sleep(0.02)  # polling the admin listener: the reload's own signal
+
+    try:
+        rewrite(proc, render(version(backends, True)))  # write, then rename over it
+        generation_becomes(2)
+        assert send(proc.port, "GET", "/moved/health").header("X-Served-By") == (
+            served_by(backends.orders)
+        )
+        config_path(proc).write_text(render(version(backends, False)))  # in place
+        generation_becomes(3)
+        assert send(proc.port, "GET", "/moved/health").header("X-Served-By") == (
+            served_by(backends.users)
+        )
+        config_path(proc).write_text("[[routes]\n")  # broken: refused, nothing changes
+        deadline = time.monotonic() + 10
+        while not admin(proc, "GET", "/config")[1]["last_error"]:
+            assert time.monotonic() < deadline, "the broken save was not noticed"
+            time.sleep(0.02)
+        status, shown = admin(proc, "GET", "/config")
+        assert shown["generation"] == 3 and "not valid TOML" in shown["last_error"], shown
+        assert shown["reloads"] == 3, shown  # one per save
+        assert send(proc.port, "GET", "/moved/health").status == 200
+    finally:
+        proc.stop()

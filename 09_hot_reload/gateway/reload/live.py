@@ -1,6 +1,7 @@
 """The configuration serving now, and the one way to replace it.
 
     SIGHUP                 reload (with --workers N, the parent passes it to every worker)
+    --watch                reload when the file changes (reload/watch.py)
     POST /reload           reload, and answer when every worker runs the result (or why not)
     GET  /config           this worker's generation and digest; with --workers, every one's
 
@@ -26,10 +27,12 @@ caddy#809 and envoy#44116 that this design avoids).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -41,6 +44,7 @@ from gateway.observability.metrics import Metrics
 
 from .fixed import fixed_changes
 from .generation import Generation
+from .watch import watch
 from .workers import Status, publish, read_all, reload_everywhere, shared
 
 log = logging.getLogger("gateway.reload")
@@ -58,10 +62,20 @@ class ReloadFailed(Exception):
 
 class Live:
     def __init__(
-        self, first: Generation, *, build: Build, load: Load | None, shown: str, metrics: Metrics
+        self,
+        first: Generation,
+        *,
+        build: Build,
+        load: Load | None,
+        shown: str,
+        metrics: Metrics,
+        watch: bool = False,
     ) -> None:
         self.current = first
         self._build, self._load, self._shown, self._metrics = build, load, shown, metrics
+        self._watch = watch and load is not None  # --watch (reload/watch.py)
+        self._stop_watching = asyncio.Event()
+        self._watching: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one reload at a time
         self._swapped: list[Callable[[Generation], None]] = []
         self.attempts = 0
@@ -153,11 +167,11 @@ class Live:
         for line in message.splitlines():
             log.error("reload refused, generation %d serves on: %s", self.current.number, line)
 
-    async def _on_sighup(self) -> None:
-        try:
+    async def _reload_logged(self) -> None:
+        """SIGHUP's and --watch's reload: nobody to answer, so its outcome is only logged,
+        counted and published (by reload())."""
+        with contextlib.suppress(ReloadFailed):
             await self.reload()
-        except ReloadFailed:
-            pass  # logged, counted and published by reload()
 
     def _publish(self) -> None:
         directory = shared()
@@ -178,11 +192,19 @@ class Live:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._on_sighup()))
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload_logged()))
+        if self._watch:
+            path = Path(self._shown)
+            self._watching = asyncio.create_task(
+                watch(path, self._reload_logged, self._stop_watching)
+            )
         self._publish()
 
     async def close(self) -> None:
         asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        if self._watching is not None:
+            self._stop_watching.set()
+            await asyncio.gather(self._watching, return_exceptions=True)
 
     async def close_current(self) -> None:
         """At shutdown: close the generation serving then (the earlier ones were taken
