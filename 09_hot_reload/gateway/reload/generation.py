@@ -78,8 +78,10 @@ class Generation:
         return (self.upstreams, self.channel, self.authenticator, self.limiter)
 
     async def take_over(self, previous: Generation) -> None:
-        """Take what `previous` owns and must survive (see the module's docstring)."""
-        await self.upstreams.take_over(previous.upstreams)
-        await self.channel.take_over(previous.channel)
+        """Take what `previous` owns and must survive (see the module's docstring). The
+        upstreams go last: theirs is the one step that changes `previous` (its health
+        checks stop), so a failure in any step before it leaves `previous` as it was."""
         await self.authenticator.take_over(previous.authenticator)
         self.limiter.take_over(previous.limiter)
+        await self.channel.take_over(previous.channel)
+        await self.upstreams.take_over(previous.upstreams)

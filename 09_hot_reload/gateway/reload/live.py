@@ -83,9 +83,9 @@ class Live:
 
     def middleware(self) -> Middleware:
         """The last middleware of the application: the current generation's chain from
-        here on. It never calls aiohttp's handler: the public port has no routes of
-        aiohttp's, the generation's router decides (a request target aiohttp's router
-        would not even match, such as `*`, still gets the routing middleware's 400)."""
+        here on. It never calls aiohttp's handler (`unreachable`, on a catch-all route):
+        the generation's router decides, and a request target aiohttp's router would
+        not even match, such as `*`, still gets the routing middleware's 400."""
 
         @web.middleware
         async def live(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -138,6 +138,7 @@ class Live:
             try:
                 config = self.check()
                 new = self._build(config, old)
+                await new.take_over(old)  # changes `old` only in its last step
             except ReloadFailed as exc:
                 self._failed(str(exc))
                 raise
@@ -145,7 +146,6 @@ class Live:
                 log.exception("reload failed while building")
                 self._failed(f"{self._shown}: {type(exc).__name__}: {exc}")
                 raise ReloadFailed(self.last_error or "") from None
-            await new.take_over(old)
             self.current = new  # the swap
             for callback in self._swapped:
                 callback(new)
