@@ -5,13 +5,14 @@ the first stage imported wins and every later stage would silently test stage 01
 A subprocess per stage (cwd = the stage folder, so `import gateway` finds *its* package)
 is the simplest way to make that impossible.
 
-Suites run `--jobs` at a time (default 4 on the 2 cores CI has), the longest first so
-the last one to start is a short one. More than two: a suite spends much of its time
+Suites run `--jobs` at a time (default 3 on the 2 cores CI has), the longest first so
+the last one to start is a short one. Three, not two: a suite spends much of its time
 waiting for the processes it starts (backends, gateways, Redis) and on sockets, and with
 two at a time a CI run used 1.1 cores of 2 (9 min 17 s of CPU in 8 min 19 s); three took
-`make test` from 433 s to 305 s on the same machine, every test passing. With stage 09
-three used 1.6 cores (12 min 47 s of CPU in 472 s); four took it to 417 s the same hour
-(and 1.8 cores): past that the two cores are the limit. Suites can run
+`make test` from 433 s to 305 s on the same machine, every test passing. Not four: with
+stage 09 it took `make test` from 472 s to 411-468 s, but two of three CI runs then
+failed a test that depends on time (a Redis answer within 50 ms, the HTTP cache suite's
+few-second freshness checks) on a machine that saturated. Suites can run
 side by side: every test binds its own ephemeral ports on 127.0.0.1 and writes under its
 own tmp_path, so they share nothing but the CPU. Each suite's output is kept until it
 ends and then printed whole, so two suites never interleave their lines; a line per
@@ -141,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--jobs",
         type=int,
-        default=int(os.environ.get("TEST_JOBS", "4")),
-        help="suites at a time (default 4, or $TEST_JOBS)",
+        default=int(os.environ.get("TEST_JOBS", "3")),
+        help="suites at a time (default 3, or $TEST_JOBS)",
     )
     parser.add_argument("pytest_args", nargs="*", help="passed to pytest (after --)")
     args = parser.parse_args(argv)
