@@ -1,9 +1,9 @@
 """gateway.toml: load it, validate it, and say exactly what is wrong with it.
 
 The person reading a config error is editing the file right now, so every message names
-the file, the key path and the reason, one line per problem:
+the file, the line, the key path and the reason, one line per problem:
 
-    gateway.toml: routes[1].upstream: must be an http:// URL (got 'localhost:9001')
+    gateway.toml:7: routes[1].upstream: must be an http:// URL (got 'localhost:9001')
 
 and start-up stops with exit status 2, never a traceback. Envoy does the same with its
 protobuf-validated YAML (`--mode validate` checks a file without starting); nginx has

@@ -211,7 +211,11 @@ def build_apps(
         shared.metrics.exposed, live.current.observed, shared.metrics.sync, shared.tracing.recent
     )
     shared.metrics.watch(live.current.observed)
-    live.on_swap(lambda new: shared.metrics.watch(new.observed))
+    live.on_swap(
+        lambda new: shared.metrics.watch(
+            new.observed, frozenset(consumer.id for consumer in new.config.consumers)
+        )
+    )
     live.on_swap(lambda new: dashboard.watch(new.observed))
 
     middlewares: list[Middleware] = [request_id_middleware]

@@ -23,6 +23,7 @@ listener, or SIGHUP) while clients keep sending.
 - State survives where identity does: a remaining target's open breaker is still open,
   a remaining limit's budget is not reset, an unchanged issuer keeps its keys, and a
   verified token whose consumer changed is checked again.
+- The metrics follow: a consumer a reload adds gets its own consumer label value.
 
 Run against stage 08 it fails: 08's admin listener has no /reload (404).
 """
@@ -61,6 +62,7 @@ from common.testing.specs import (
     HealthSpec,
     IssuerSpec,
     LimitSpec,
+    ObservabilitySpec,
     PoolSpec,
     RouteAuthSpec,
     RouteLimitSpec,
@@ -556,5 +558,38 @@ def test_watch_reloads_on_every_save_however_it_is_written(
         assert shown["generation"] == 3 and "not valid TOML" in shown["last_error"], shown
         assert shown["reloads"] == 3, shown  # one per save
         assert send(proc.port, "GET", "/moved/health").status == 200
+    finally:
+        proc.stop()
+
+
+ERIN_KEY = "gwk_erinkey1_" + "e" * 43  # a consumer only the second version has
+
+
+def labelled(backends: Backends, with_erin: bool) -> GatewaySpec:
+    """The consumer label on; `with_erin` adds a consumer with her key."""
+    consumers = [ConsumerSpec("alice", api_keys=(("reload1a", key_hash(FIRST_KEY)),))]
+    if with_erin:
+        consumers.append(ConsumerSpec("erin", api_keys=(("erinkey1", key_hash(ERIN_KEY)),)))
+    return GatewaySpec(
+        [RouteSpec("/keyed", backends.a.url, strip_prefix=True, auth=RouteAuthSpec(mode="key"))],
+        auth=AuthSpec(consumers=tuple(consumers)),
+        observability=ObservabilitySpec(consumer_label=True),
+        cache=CacheSpec(enabled=False),
+    )
+
+
+def test_the_consumer_label_follows_the_consumers_a_reload_adds(
+    backends: Backends, stage_dir: Path, render: Render, tmp_path: Path
+) -> None:
+    """With [observability] consumer_label on, a consumer a reload adds is counted under
+    its own id, not "(other)": the label's values come from the serving configuration."""
+    proc = start_gateway(stage_dir, render(labelled(backends, False)), tmp_path)
+    try:
+        rewrite(proc, render(labelled(backends, True)))
+        assert admin(proc, "POST", "/reload")[0] == 200
+        assert send(proc.port, "GET", "/keyed/health", [("X-API-Key", ERIN_KEY)]).status == 200
+        metrics = urllib.request.urlopen(proc.admin_url + "/metrics", timeout=10).read()
+        counted = [line for line in metrics.decode().splitlines() if 'code="200"' in line]
+        assert any('consumer="erin"' in line for line in counted), counted
     finally:
         proc.stop()

@@ -187,13 +187,16 @@ class Metrics:
             child = self._upstreams[pool] = self.upstream.labels(pool)
         child.observe(seconds)
 
-    def watch(self, observed: Observed) -> None:
+    def watch(self, observed: Observed, consumers: frozenset[str] | None = None) -> None:
         """Each concern's own numbers too (state.py), once the concerns exist; after a
-        reload, the new generation's (their counts go on: reload/generation.py)."""
+        reload, the new generation's (their counts go on: reload/generation.py), and, with
+        the consumer label on, its consumers' ids as the label's values."""
         if self.state is None:
             self.state = StateMetrics(observed, self._own)
         else:
             self.state.observed = observed
+        if self.consumers is not None and consumers is not None:
+            self.consumers = consumers
 
     def reloaded(self, *, ok: bool, generation: int, config_hash: str | None) -> None:
         """A reload's result; when it succeeded, the new generation and config hash."""
