@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestServer, make_mocked_request
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from gateway.__main__ import main as gateway_main
 from gateway.accesslog import redact
@@ -21,9 +21,10 @@ from gateway.auth.apikeys import KeyRing, StoredKey, key_hash, new_key
 from gateway.auth.jwks import RemoteKeys
 from gateway.auth.keys import KeyProblem, from_jwk, from_public_key, from_secret
 from gateway.auth.tokens import ClaimsPolicy, Invalid, check_claims, parse, scopes_of
-from gateway.auth.upstream import without_param
+from gateway.auth.upstream import replace_headers, without_param
 from gateway.config import ConfigError, load_config
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from multidict import CIMultiDict
 
 
 def b64(data: bytes) -> str:
@@ -193,6 +194,23 @@ def test_the_key_parameter_is_removed_and_the_rest_kept_byte_for_byte() -> None:
     assert without_param("?api_key=X", "api_key") == ""
     assert without_param("?api%5Fkey=X&c", "api_key") == "?c"  # encoded names count too
     assert redact("/r?api_key=secret&x=1", frozenset({"api_key"})) == "/r?api_key=REDACTED&x=1"
+
+
+# --- the request as the upstream gets it ---------------------------------------------------
+
+
+def test_replaced_headers_are_what_every_later_step_and_a_later_clone_see() -> None:
+    """replace_headers writes two private fields of aiohttp's request: if an aiohttp
+    upgrade moves them, this fails (a later step would see the client's own headers)."""
+    sent = {"Host": "client.example", "X-Consumer-ID": "spoofed", "X-API-Key": "gwk_x"}
+    request = make_mocked_request("GET", "/r", headers=sent)
+    assert request.headers["X-Consumer-ID"] == "spoofed"  # read before, as routing does
+    replace_headers(request, CIMultiDict({"Host": "client.example", "X-Consumer-ID": "alice"}))
+    for seen in (request, request.clone()):
+        assert seen.headers.getall("X-Consumer-ID") == ["alice"]
+        assert "X-API-Key" not in seen.headers
+    assert request.host == "client.example"  # aiohttp reads Host from the message
+    assert (b"X-API-Key", b"gwk_x") in request.raw_headers  # the head as it was received
 
 
 # --- config errors: file, key, reason -----------------------------------------------------

@@ -22,6 +22,12 @@ CPU per request of the gateway process, p50 and p99, 16 connections, alternating
 median; a bar per stage and what its concern added to the one before. Targets: 07 with
 every concern on costs at most 1.45x what 01 costs, 08 at most 1.10x what 07 costs, 09 at
 most 1.03x what 08 costs, and no concern adds more than 25 µs.
+
+Then, where valgrind is installed, the same request counted instead of timed: each
+stage's instructions per request under callgrind (common/bench/instructions.py), with
+the same targets judged on the counts. On a shared VM the times of one stage move by a
+third between rounds; the counts move by half a percent, so they are what tells whether
+a change made a concern cheaper. `--no-count` skips them (they take about four minutes).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import contextlib
 import hashlib
 import itertools
 import statistics
+import subprocess
 import sys
 import tempfile
 from functools import partial
@@ -39,7 +46,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from common.bench import cpu, load
+from common.bench import cpu, instructions, load
 from common.bench.eventloop import loop_factory
 from common.bench.lb_report import Section, bar, report
 from common.bench.run import machine_summary, pin_this_process
@@ -61,12 +68,17 @@ from common.testing.specs import (
 )
 
 KEY = "gwk_benchall_" + "k" * 43
+HEADERS = (("X-API-Key", KEY),)
 MAX_RATIO = 1.45  # 07 against 01, every concern on
 MAX_OBSERVED_RATIO = 1.10  # 08 against 07: what the metrics may cost
 MAX_LIVE_RATIO = 1.03  # 09 against 08: what live configuration may cost
 SAMPLED = 0.01  # 08's traces in the bench, as production samples them
 EVERY = "@100%"  # the row of 08 with every request traced
 MAX_ADDED_US = 25  # what one stage's concern may add to the one before
+# (the stage, the one it is judged against, the largest ratio allowed, what is on)
+TARGETS = ((1, 7, MAX_RATIO, "with every concern on"),
+           (7, 8, MAX_OBSERVED_RATIO, "with metrics on and traces at 1 %"),
+           (8, 9, MAX_LIVE_RATIO, "with its configuration live"))  # fmt: skip
 ADDED = {1: "dict routing, streaming proxy", 2: "radix trie, path safety", 3: "a pool, health",
          4: "the channel: deadline, tries, breaker", 5: "the cache (a miss)",
          6: "auth: an API key", 7: "a rate limit per consumer",
@@ -99,6 +111,10 @@ def spec_for(number: int, origin: Proc, sample_ratio: float = SAMPLED) -> Gatewa
                        auth=consumers if number >= 6 else None, observability=seen)  # fmt: skip
 
 
+def concern_of(row: str) -> str:
+    return "traces: every request" if EVERY in row else ADDED.get(int(row[:2]), "-")
+
+
 def variants(origin: Proc) -> list[tuple[str, Path, GatewaySpec]]:
     """(name, stage, spec) for every row: each stage as it is, and 08 on with every
     request traced beside the sampled one, to show what tracing costs when it is on."""
@@ -111,7 +127,8 @@ def variants(origin: Proc) -> list[tuple[str, Path, GatewaySpec]]:
     return rows
 
 
-def run_all(seconds: float, rounds: int, console: Console) -> Section:
+def run_all(seconds: float, rounds: int, console: Console, counted: int) -> list[Section]:
+    """The timed section, and with `counted` > 0 (and valgrind) the counted one."""
     with tempfile.TemporaryDirectory(prefix="bench-all-") as tmp, contextlib.ExitStack() as stack:
         where = Path(tmp)
         origin = spawn("origin", [sys.executable, "-m", "common.bench.origin"], log_dir=where)
@@ -135,10 +152,31 @@ def run_all(seconds: float, rounds: int, console: Console) -> Section:
                     results[name].append(runner.run(load.run_builtin(
                         proc.url + "/small", connections=16, duration=seconds, warmup=0.3,
                         meter=partial(cpu.tree_cpu_us, proc.pid),
-                        headers=(("X-API-Key", KEY),))))  # fmt: skip
+                        headers=HEADERS)))  # fmt: skip
+        for proc in gateways.values():
+            proc.stop()  # idle, but their health checks would share the counting core
+        counts = {}
+        if counted and instructions.available():
+            for name, folder, spec in variants(origin):
+                console.log(f"counting instructions: {name}")
+                config = stage_render(folder)(spec)
+                counts[name] = instructions.count(folder, config, where, "/small", HEADERS, counted)
+    timed = timed_section(results, rounds, seconds, pinning.note)
+    if not counted:
+        return [timed]
+    return [timed, counted_section(counts, timed_per_request(results), counted)]
+
+
+def timed_per_request(results: dict[str, list[load.LoadResult]]) -> dict[str, float]:
     # the type ignore below: meter_delta is None only for runs without a meter; these have one
-    per = {s: statistics.median(r.meter_delta / r.requests for r in rs)  # type: ignore[operator]
-           for s, rs in results.items()}  # fmt: skip
+    return {s: statistics.median(r.meter_delta / r.requests for r in rs)  # type: ignore[operator]
+            for s, rs in results.items()}  # fmt: skip
+
+
+def timed_section(
+    results: dict[str, list[load.LoadResult]], rounds: int, seconds: float, pinned: str
+) -> Section:
+    per = timed_per_request(results)
     out = Section(
         f"Every stage, the same request (GET /small with an API key): 16 connections, {rounds}"
         f" rounds of {seconds:g} s, median",
@@ -148,11 +186,10 @@ def run_all(seconds: float, rounds: int, console: Console) -> Section:
     full = max(per.values())
     previous = None
     for stage, rs in results.items():
-        number = int(stage[:2])
         out.rows.append(
             [
                 stage,
-                ADDED.get(number, "-") if EVERY not in stage else "traces: every request",
+                concern_of(stage),
                 f"{statistics.median(r.rps for r in rs):,.0f}",
                 f"{statistics.median(r.p50_ms for r in rs):.2f} ms",
                 f"{statistics.median(r.p99_ms for r in rs):.2f} ms",
@@ -165,11 +202,7 @@ def run_all(seconds: float, rounds: int, console: Console) -> Section:
         if EVERY not in stage:  # the variant's "added" is over its own stage; the next's not
             previous = stage
     by_number = {int(stage[:2]): stage for stage in per if EVERY not in stage}
-    for base, later, target, what in (
-        (1, 7, MAX_RATIO, "with every concern on"),
-        (7, 8, MAX_OBSERVED_RATIO, "with metrics on and traces at 1 %"),
-        (8, 9, MAX_LIVE_RATIO, "with its configuration live"),
-    ):
+    for base, later, target, what in TARGETS:
         if base not in by_number or later not in by_number:
             continue
         first, last = by_number[base], by_number[later]
@@ -210,7 +243,64 @@ def run_all(seconds: float, rounds: int, console: Console) -> Section:
         )
     errors = sum(r.errors for rs in results.values() for r in rs)
     out.verdicts.append((f"every request answered 200 ({errors} errors)", errors == 0))
-    out.notes.append(pinning.note)
+    out.notes.append(pinned)
+    return out
+
+
+def counted_section(counts: dict[str, float], timed: dict[str, float], requests: int) -> Section:
+    """The same rows counted: thousands of instructions per request, what each concern
+    added, and that in µs at the rate stage 01 ran at in the timed rounds (an estimate:
+    a concern's instructions need not run as fast as 01's)."""
+    out = Section(
+        f"Every stage, the same request counted: instructions per request under callgrind"
+        f" ({requests} requests on one connection after {instructions.WARM_UP} unseen)",
+        ["stage", "its concern", "instructions/request", "", "added", "≈ µs added"],
+    )
+    if not counts:
+        out.notes.append("not counted: valgrind is not installed (apt-get install valgrind)")
+        return out
+    ordered = [stage for stage in counts if EVERY not in stage]
+    base = ordered[0]
+    us_each = timed[base] / counts[base]  # µs per instruction, as 01 ran in the timed rounds
+    full, previous = max(counts.values()), None
+    added: dict[str, float] = {}
+    for stage, n in counts.items():
+        more = None if previous is None else n - counts[previous]
+        if more is not None and EVERY not in stage:
+            added[stage] = more
+        out.rows.append(
+            [
+                stage,
+                concern_of(stage),
+                f"{n / 1000:,.1f}k",
+                bar(n, full),
+                "-" if more is None else f"{more / 1000:+,.1f}k",
+                "-" if more is None else f"{more * us_each:+.0f} µs",
+            ]
+        )
+        if EVERY not in stage:
+            previous = stage
+    by_number = {int(stage[:2]): stage for stage in ordered}
+    for first_no, last_no, target, what in TARGETS:
+        if first_no in by_number and last_no in by_number:
+            first, last = by_number[first_no], by_number[last_no]
+            ratio = counts[last] / counts[first]
+            claim = (
+                f"{last} {what}: {counts[last] / 1000:,.0f}k instructions, {ratio:.2f}x"
+                f" {first}'s {counts[first] / 1000:,.0f}k (target: at most {target}x)"
+            )
+            out.verdicts.append((claim, ratio <= target))
+    if added:
+        most = max(added, key=lambda stage: added[stage])
+        most_us = added[most] * us_each
+        claim = (
+            f"no concern adds more than {MAX_ADDED_US} µs (the most: {most},"
+            f" {added[most] / 1000:+,.1f}k instructions, about {most_us:.0f} µs at 01's rate)"
+        )
+        out.verdicts.append((claim, most_us <= MAX_ADDED_US))
+    out.notes.append(
+        f"≈ µs: at the rate {base} ran in the timed rounds, {us_each * 1000:.3f} ns per instruction"
+    )
     return out
 
 
@@ -218,14 +308,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m common.bench.bench_all")
     parser.add_argument("--quick", action="store_true", help="shorter runs")
     parser.add_argument("--markdown", action="store_true", help="Markdown for the README")
+    parser.add_argument("--no-count", action="store_true", help="time only, no callgrind")
     args = parser.parse_args(argv)
     console = Console(stderr=True)
+    counted = 0 if args.no_count else (200 if args.quick else 500)
     try:
-        section = run_all(1.0 if args.quick else 2.0, 3 if args.quick else 5, console)
-    except (RuntimeError, OSError, load.LoadError) as exc:
+        sections = run_all(1.0 if args.quick else 2.0, 3 if args.quick else 5, console, counted)
+    except (RuntimeError, OSError, load.LoadError, subprocess.SubprocessError) as exc:
         Console(stderr=True, soft_wrap=True).print(f"[red]bench-all:[/] {exc}", highlight=False)
         return 2
-    return report([section], machine_summary(), Console(), args.markdown)
+    return report(sections, machine_summary(), Console(), args.markdown)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import importlib.util
 import sys
 import tempfile
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from common.testing.processes import Proc, spawn
@@ -24,14 +24,21 @@ Render = Callable[[GatewaySpec], str]
 
 
 def start_gateway(
-    stage_dir: Path, config_text: str, tmp_path: Path, *args: str, wait: bool = True
+    stage_dir: Path,
+    config_text: str,
+    tmp_path: Path,
+    *args: str,
+    wait: bool = True,
+    under: Sequence[str] = (),
+    timeout: float = 20.0,
 ) -> Proc:
     """Write `config_text` to a file and run `python -m gateway --config <file> --fd N ...`.
 
     The gateway runs from `stage_dir`, so `import gateway` finds that stage's package;
     its log goes to `tmp_path`, and a failed start raises with the log's last lines. A
     stage whose services.toml gives the gateway an `admin_port` (stage 03 on) gets an
-    admin socket too, and its health check is asked there (`Proc.admin_url`).
+    admin socket too, and its health check is asked there (`Proc.admin_url`). `under`: a
+    command the interpreter runs inside (valgrind, for common/bench/instructions.py).
     """
     has_admin, health = gateway_health(stage_dir)
     # A fresh file per gateway: a test may start several in one tmp_path.
@@ -42,12 +49,13 @@ def start_gateway(
     config = Path(file.name)
     return spawn(
         f"gateway-{stage_dir.name}",
-        [sys.executable, "-m", "gateway", "--config", str(config), *args],
+        [*under, sys.executable, "-m", "gateway", "--config", str(config), *args],
         cwd=stage_dir,
         health_path=health,
         log_dir=tmp_path,
         wait=wait,
         admin=has_admin,
+        timeout=timeout,
     )
 
 

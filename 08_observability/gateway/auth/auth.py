@@ -30,7 +30,6 @@ from aiohttp import ClientSession, DummyCookieJar, hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDict
 
-from gateway.accesslog import UPSTREAM
 from gateway.concern import AdminView
 from gateway.errors import GatewayError
 from gateway.observability.tracing import child
@@ -38,10 +37,10 @@ from gateway.routing import ROUTE, RouteMatch
 
 from .apikeys import KeyRing, StoredKey
 from .config import AuthConfig, AuthPolicy, ConsumerConfig, IssuerConfig
-from .identity import IDENTITY, Identity, Spoofable
+from .identity import Identity, Spoofable
 from .jwks import KeysUnavailable, RemoteKeys, StaticKeys
 from .tokens import ClaimsPolicy, Invalid, check_claims, header_fields, parse, scopes_of
-from .upstream import upstream_request
+from .upstream import replace_headers, rewrite_for_upstream
 
 log = logging.getLogger("gateway.auth")
 
@@ -173,20 +172,13 @@ class Authenticator:
         async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
             found = request[ROUTE]  # every request on the public port is routed
             policy = found.route.auth
-            if policy.mode == "public":
-                if not self.spoofable.any(request.headers):
-                    return await handler(request)  # nearly every public request: no copy
-                kept = [(n, v) for n, v in request.headers.items() if not self.spoofable(n)]
-                upstream = request.clone(headers=CIMultiDict(kept))
-            else:
+            if policy.mode != "public":
                 identity = await self.identify(request, found, policy)
-                upstream = upstream_request(request, found, policy, identity, self.spoofable)
-                request[IDENTITY] = identity  # for the outer steps too (the metrics' consumer)
-            try:
-                return await handler(upstream)
-            finally:
-                if UPSTREAM in upstream:  # the clone's state is a copy: tell the access log
-                    request.setdefault(UPSTREAM, upstream[UPSTREAM])
+                rewrite_for_upstream(request, found, policy, identity, self.spoofable)
+            elif self.spoofable.any(request.headers):  # public: a copy only when spoofed
+                kept = [(n, v) for n, v in request.headers.items() if not self.spoofable(n)]
+                replace_headers(request, CIMultiDict(kept))
+            return await handler(request)
 
         return authenticate
 
