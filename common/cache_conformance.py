@@ -194,11 +194,15 @@ def run_suite(
     spec = GatewaySpec([RouteSpec("/", f"http://127.0.0.1:{origin_port}")])
     gateway = start_gateway(stage, stage_render(stage)(spec), tmp, "--no-access-log")
     try:
+        # TMPDIR: run.sh's lock file (one per origin port, which is ours alone: a fresh
+        # ephemeral one) and its work folder go where this run's files go, and leave with
+        # them, instead of piling up in the machine's /tmp run after run.
         env = dict(
             os.environ,
             CT_ORIGIN_PORT=str(origin_port),
             CT_OUT_DIR=str(tmp),
             CACHE_TESTS_DIR=str(installed),
+            TMPDIR=str(tmp),
         )
         if chunk is not None:
             env["CT_CHUNK_SIZE"] = str(chunk)

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -100,12 +101,18 @@ def browser_page(url: str, where: Path, width: int = 1280, height: int = 1400) -
     binary = chromium_binary()
     profile = where / "chromium-profile"
     profile.mkdir()
+    # With --disable-dev-shm-usage Chromium keeps its shared memory in TMPDIR, in folders
+    # it does not always remove when it is stopped: give it a folder of its own, removed
+    # below. A short path: its sockets live there too, and a socket's path is at most
+    # 107 bytes (a folder under pytest's tmp_path made Chromium abort).
+    scratch = Path(tempfile.mkdtemp(prefix="chromium-"))
     proc = subprocess.Popen(
         [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
          "--disable-dev-shm-usage", f"--window-size={width},{height}",
          "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
          f"--user-data-dir={profile}", "about:blank"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "TMPDIR": str(scratch)},
     )  # fmt: skip
     try:
         port = _devtools_port(profile, proc)
@@ -126,6 +133,7 @@ def browser_page(url: str, where: Path, width: int = 1280, height: int = 1400) -
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _devtools_port(profile: Path, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
