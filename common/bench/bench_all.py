@@ -1,7 +1,8 @@
 """bench-all: the same request through every stage, 01 to 09, each with its concerns on.
 
-    make bench-all                    about a minute and a half
+    make bench-all                    about eight minutes (a minute and a half timed)
     make bench-all ARGS=--quick       shorter runs
+    make bench-all ARGS=--no-count    the timed rounds only
     python -m common.bench.bench_all --markdown      the README's table
 
 One request, `GET /small` with an API key, in front of the bench's fast origin:
@@ -27,7 +28,7 @@ Then, where valgrind is installed, the same request counted instead of timed: ea
 stage's instructions per request under callgrind (common/bench/instructions.py), with
 the same targets judged on the counts. On a shared VM the times of one stage move by a
 third between rounds; the counts move by half a percent, so they are what tells whether
-a change made a concern cheaper. `--no-count` skips them (they take about four minutes).
+a change made a concern cheaper. `--no-count` skips them (they take about six minutes).
 """
 
 from __future__ import annotations

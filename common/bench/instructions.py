@@ -12,7 +12,7 @@ costs, instructions for which change made it cheaper.
 How: the gateway runs inside `valgrind --tool=callgrind --instr-atstart=no`, so start-up
 and imports are not counted; after a warm-up, `callgrind_control -i on` starts the
 count, `requests` requests go through one keep-alive connection one after another,
-`-i off` stops it, and the total is read from the profile callgrind writes at exit.
+`-i off` stops it and `--dump` writes it down; then an idle window as long (see count()).
 Without valgrind on PATH (Debian: `apt-get install valgrind`) the count is skipped with
 a note. Nothing here runs in `make test`: it is a measurement, not a test.
 """
@@ -23,6 +23,8 @@ import http.client
 import shutil
 import signal
 import subprocess
+import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -46,8 +48,16 @@ def count(
     headers: Sequence[tuple[str, str]],
     requests: int,
 ) -> float:
-    """Instructions per request of `stage`'s gateway for `requests` GETs of `url_path`."""
-    profile = where / f"callgrind-{stage.name}.out"
+    """Instructions per request of `stage`'s gateway for `requests` GETs of `url_path`.
+
+    Inside valgrind every request takes some thirty times longer, while the gateway's own
+    timers (health checks every few seconds, the metrics' sync every second) keep the
+    wall clock's pace: counted as they come, they would weigh thirty times what they
+    weigh at full speed. So the same window is counted once more with no request in it,
+    and that idle work is taken off.
+    """
+    run = Path(tempfile.mkdtemp(prefix=f"callgrind-{stage.name}-", dir=where))
+    profile = run / "callgrind.out"
     valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
     valgrind.append(f"--callgrind-out-file={profile}")
     proc = start_gateway(
@@ -56,15 +66,23 @@ def count(
     try:
         connection = _connect(proc)
         _send(connection, url_path, headers, WARM_UP)
-        _instrument(proc, "on")
+        _control(proc, "-i", "on")
+        started = time.monotonic()
         _send(connection, url_path, headers, requests)
-        _instrument(proc, "off")
+        busy_seconds = time.monotonic() - started
+        _control(proc, "-i", "off")
+        _control(proc, "--dump")  # the requests' count, in a part of its own
+        _control(proc, "-i", "on")
+        time.sleep(busy_seconds)  # a measuring window as long, with nothing sent
+        _control(proc, "-i", "off")
         connection.close()
-        proc.popen.send_signal(signal.SIGTERM)  # callgrind writes the profile at exit
+        proc.popen.send_signal(signal.SIGTERM)  # the idle count is written at exit
         proc.popen.wait(timeout=START_TIMEOUT)
     finally:
         proc.stop()
-    return _total(profile) / requests
+    busy = _total([p for p in run.iterdir() if p != profile])
+    idle = _total([profile])
+    return (busy - idle) / requests
 
 
 def _connect(proc: Proc) -> http.client.HTTPConnection:
@@ -86,19 +104,20 @@ def _send(
             raise RuntimeError(f"GET {url_path} answered {response.status}, not 200")
 
 
-def _instrument(proc: Proc, switch: str) -> None:
-    command = ["callgrind_control", "-i", switch, str(proc.pid)]
+def _control(proc: Proc, *switch: str) -> None:
+    command = ["callgrind_control", *switch, str(proc.pid)]
     subprocess.run(command, check=True, capture_output=True, timeout=60)
 
 
-def _total(profile: Path) -> int:
-    """The instructions counted, summed over the parts callgrind wrote (one per dump;
-    here the one it writes at exit)."""
+def _total(parts: Sequence[Path]) -> int:
+    """The instructions counted in `parts` (profile files callgrind wrote)."""
+    if not parts:
+        raise RuntimeError("callgrind wrote no profile")
     total = 0
-    for part in profile.parent.glob(profile.name + "*"):
+    for part in parts:
         lines = part.read_text(encoding="utf-8", errors="replace").splitlines()
         found = [int(line.split()[1]) for line in lines if line.startswith(("summary:", "totals:"))]
-        total += max(found, default=0)
-    if not total:
-        raise RuntimeError(f"callgrind wrote no total to {profile}")
+        if not found:
+            raise RuntimeError(f"callgrind wrote no total to {part}")
+        total += max(found)
     return total
