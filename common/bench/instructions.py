@@ -4,10 +4,13 @@ same concerns, a number that does not move with the machine's mood.
 CPU time per request is what a user pays, and `make bench-all` measures it; but on a
 shared two-core VM the same build measured 207 to 432 µs within one run, more than any
 concern costs, so a ratio of two stages' times says as much about the neighbours as
-about the code. An instruction count is exact: the same build gives the same count to
-within half a percent, run after run. It is not time (a cache miss costs more than an
-add, and callgrind does not see the kernel), so both are printed: time for what it
-costs, instructions for which change made it cheaper.
+about the code. An instruction count holds still: the same build gives the same count to
+within about one percent, run after run (the idle correction in count() is the least
+exact part). It is not time (a cache miss costs more than an add, and callgrind does not
+see the kernel), so both are printed: time for what it costs, instructions for which
+change made it cheaper. Where the CPU exposes its counters, `perf stat -e instructions`
+gives the same number at full speed; the VMs this was written on expose none, and
+valgrind counts in software, some thirty times slower.
 
 How: the gateway runs inside `valgrind --tool=callgrind --instr-atstart=no`, so start-up
 and imports are not counted; after a warm-up, `callgrind_control -i on` starts the
