@@ -200,7 +200,7 @@ def test_the_key_parameter_is_removed_and_the_rest_kept_byte_for_byte() -> None:
 
 
 def test_replaced_headers_are_what_every_later_step_and_a_later_clone_see() -> None:
-    """replace_headers writes two private fields of aiohttp's request: if an aiohttp
+    """replace_headers writes three private fields of aiohttp's request: if an aiohttp
     upgrade moves them, this fails (a later step would see the client's own headers)."""
     sent = {"Host": "client.example", "X-Consumer-ID": "spoofed", "X-API-Key": "gwk_x"}
     request = make_mocked_request("GET", "/r", headers=sent)

@@ -27,7 +27,7 @@ most 1.03x what 08 costs, and no concern adds more than 25 µs.
 Then, where valgrind is installed, the same request counted instead of timed: each
 stage's instructions per request under callgrind (common/bench/instructions.py), with
 the same targets judged on the counts. On a shared VM the times of one stage move by a
-third between rounds; the counts move by half a percent, so they are what tells whether
+third between rounds; the counts move by about one percent, so they tell whether
 a change made a concern cheaper. `--no-count` skips them (they take about six minutes).
 """
 

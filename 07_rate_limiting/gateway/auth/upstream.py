@@ -53,16 +53,16 @@ def replace_headers(request: web.Request, headers: CIMultiDict[str]) -> None:
     aiohttp's request is immutable; its one public way to change the headers is
     `request.clone(headers=...)`, a new Request whose `raw_headers` are encoded again
     pair by pair. Counted under callgrind, that clone was the largest part of what an
-    API key cost: about 43,000 instructions per request (this stage: 823k instructions
-    per request with it, 780k with this), some 14 µs, two fifths of the concern. Envoy's
-    filters edit one shared header map in place; this does the same through the
-    fields aiohttp reads the headers from (`_message` for `host`, `forwarded` and
-    `clone()`; `_headers`, and `_cache` where the `headers` property keeps what it read
-    first). They are private: aiohttp is pinned in
-    requirements.txt, and tests/test_auth_units.py checks that every later step, and a clone
-    made after this, sees the new headers, so an aiohttp that moves them fails a test,
-    not a request. `raw_headers` stays the head as it was received, which is what it
-    says: the head limits (gateway/limits.py) read it before auth runs.
+    API key cost: about 43,000 instructions per request (stage 06: 823k per request with
+    it, 780k with this), some 14 µs, two fifths of the concern. Envoy's filters edit one
+    shared header map in place; this does the same through the three fields aiohttp
+    reads the headers from: `_message` (for `host`, `forwarded` and any later `clone()`),
+    `_headers`, and `_cache`, where the `headers` property keeps what it read first.
+    They are private: aiohttp is pinned in requirements.txt, and tests/test_auth_units.py
+    checks that every later step, and a clone made after this, sees the new headers, so
+    an aiohttp that moves them fails a test, not a request. `raw_headers` stays the head
+    as it was received, which is what it says: the head limits (gateway/limits.py) read
+    it before auth runs.
     """
     view = CIMultiDictProxy(headers)
     request._message = request._message._replace(headers=view)
