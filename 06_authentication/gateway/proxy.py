@@ -199,6 +199,11 @@ class Sink(Protocol):
 class Tap(Protocol):
     """Whoever listens in on `relay` for one request: stage 05's cache."""
 
+    @property
+    def may_answer(self) -> bool:
+        """Whether `instead` may answer at all; when not, relay does not ask (the cache's
+        plain miss, the common case: no coroutine is made for it)."""
+
     async def instead(self, upstream_response: ClientResponse) -> web.StreamResponse | None:
         """An answer of the tap's own, not yet sent, to go to the client in place of this
         response; None: relay it. The tap may read the upstream body itself."""
@@ -284,7 +289,7 @@ class Proxy:
         sink: Sink | None = None
         complete = False
         try:
-            if tap is not None:
+            if tap is not None and tap.may_answer:
                 answer = await tap.instead(upstream_response)
                 if answer is not None:
                     return Relayed(answer, complete=True)

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import gc
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from gateway.cache.cache import Cache
+from gateway.cache.config import CacheConfig, CachePolicy
 from gateway.cache.directives import (
     MAX_DELTA,
     delta_seconds,
@@ -20,6 +25,8 @@ from gateway.cache.directives import (
 )
 from gateway.cache.entry import Entry, normalise, storable
 from gateway.cache.store import MemoryStore
+from gateway.cache.tap import CacheTap
+from gateway.proxy import TAP
 from multidict import CIMultiDict
 
 NOW = float(calendar.timegm((2026, 12, 3, 12, 0, 0, 0, 0, 0)))
@@ -125,3 +132,36 @@ def test_the_memory_store_evicts_the_least_recently_used_within_its_bytes() -> N
 
     found, held, evictions = asyncio.run(scenario())
     assert found == [1, 0, 1, 1] and evictions == 1 and held <= 3 * 1300
+
+
+def test_a_forwarded_request_is_freed_as_it_ends_not_by_the_cycle_collector() -> None:
+    """The tap refers to its request and the request to its tap: unbroken, every miss
+    left the request, its headers and its match for the cycle collector to find."""
+    config = CacheConfig()
+    policy = CachePolicy.resolve(config, None)
+    assert policy is not None
+    cache = Cache(MemoryStore(1 << 20), config)
+
+    async def handler(forwarded: web.Request) -> web.StreamResponse:
+        assert TAP in forwarded  # what the proxy's relay reads
+        return web.Response(text="ok")
+
+    async def miss() -> None:
+        request = make_mocked_request("GET", "/users/1")
+        response = await cache._forward(request, handler, "/users/1", None, policy, {}, "uri-miss")
+        assert response.status == 200
+
+    loop = asyncio.new_event_loop()
+    gc.collect()
+    gc.disable()  # only what reference counting frees is freed from here
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector would free, kept in gc.garbage
+    try:
+        loop.run_until_complete(miss())
+        gc.collect()
+        # (The mocked request's own mocks make cycles of their own: only the tap's count.)
+        assert not [o for o in gc.garbage if isinstance(o, CacheTap)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+        loop.close()

@@ -309,6 +309,12 @@ def test_one_scrape_adds_up_every_worker(
         lines = wait_for(lambda: access_lines(proc, "GET /users/1 "), sent)
         pids = {line.split()[3] for line in lines}
         assert len(pids) == 2, pids
+        # The other worker adds its numbers into the shared files once a second (and the
+        # one answering, as it answers): a scrape a second later has every request.
+        deadline = time.monotonic() + 5
+        while requests(samples(proc), "/users", "200", "upstream") < sent:
+            assert time.monotonic() < deadline, "a scrape never added up every worker"
+            time.sleep(0.05)
         for _ in range(3):  # whichever worker answers the scrape, the same sum
             found = samples(proc)
             assert requests(found, "/users", "200", "upstream") == sent

@@ -70,6 +70,12 @@ class CacheTap:
         self.conditional = False  # the cache sent its own validators
         self.background = False  # a stale-while-revalidate refresh: nobody is waiting
 
+    @property
+    def may_answer(self) -> bool:
+        """Only a stored entry (a revalidation, a stale one) or a background refresh has
+        an answer of its own to give."""
+        return self.stored is not None or self.background
+
     async def instead(self, upstream: ClientResponse) -> web.StreamResponse | None:
         cache, stored = self.cache, self.stored
         status = upstream.status
@@ -157,9 +163,7 @@ class CacheTap:
     def _refused(self, status: int, headers: CIMultiDict[str]) -> str | None:
         if self.request.method != "GET":
             return "method"  # a HEAD has no body to store
-        if not self.policy.heuristics.default_ttl and not any(
-            name in headers for name in FRESHNESS_FIELDS
-        ):
+        if not self.policy.heuristics.default_ttl and headers.keys().isdisjoint(FRESHNESS_FIELDS):
             return "no-freshness"  # most API answers: decided without parsing anything
         if "no-store" in self.asked:
             return "request-no-store"

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from gateway.auth.identity import IDENTITY, Identity
+from gateway.auth.identity import Identity
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_KEY = 128  # a longer value (a header) is kept as its hash: bounded memory per key
@@ -55,8 +55,11 @@ class ClientAddress:
         return hops[0] if hops else peer
 
 
-def key_of(request: web.Request, kind: str, addresses: ClientAddress) -> str:
-    identity: Identity | None = request.get(IDENTITY)
+def key_of(
+    request: web.Request, kind: str, addresses: ClientAddress, identity: Identity | None
+) -> str:
+    """Whose count a request is: `kind` as the route's limit names it; `identity` is auth's
+    (None on a public route)."""
     if kind == "api_key" and identity is not None and identity.credential.startswith("key:"):
         return "key:" + identity.credential[4:]
     if kind in ("consumer", "api_key") and identity is not None:

@@ -25,13 +25,12 @@ import os
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
 from typing import TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from gateway.auth.identity import IDENTITY
+from gateway.auth.identity import IDENTITY, Identity
 from gateway.concern import AdminView
 from gateway.errors import GatewayError, problem_response
 from gateway.routing import ROUTE
@@ -124,8 +123,9 @@ class Limiter:
             policy = found.route.rate_limit
             if policy is None:
                 return await handler(request)
-            who = key_of(request, policy.key, self.addresses)
-            fields = await self._check(request, policy, who) if policy.limits else None
+            identity = request.get(IDENTITY)  # auth's verdict, read once for both below
+            who = key_of(request, policy.key, self.addresses, identity)
+            fields = await self._check(request, policy, who, identity) if policy.limits else None
             token, store = None, None
             if policy.concurrency is not None:
                 token, store = await self._acquire(policy, who)
@@ -148,9 +148,8 @@ class Limiter:
             response.headers["RateLimit-Policy"], response.headers["RateLimit"] = fields
 
     async def _check(
-        self, request: web.Request, policy: LimitPolicy, who: str
+        self, request: web.Request, policy: LimitPolicy, who: str, identity: Identity | None
     ) -> tuple[str, str] | None:
-        identity = request.get(IDENTITY)
         plan = identity.plan if identity is not None else ""
         made = self._granted.get((policy.scope, plan))
         if made is None:
@@ -159,7 +158,7 @@ class Limiter:
             prefixes = [f"{policy.scope}|{limit.name}|" for limit in policy.limits]
             made = self._granted[(policy.scope, plan)] = (args, policy_field(granted), prefixes)
         args, policy_value, prefixes = made
-        keys = [prefix + who for prefix in prefixes]
+        keys = [prefixes[0] + who] if len(prefixes) == 1 else [p + who for p in prefixes]
         outcomes = await self._decide(policy, keys, args)
         if outcomes is None:
             return None  # failed open: no counts to show
@@ -167,7 +166,7 @@ class Limiter:
             not outcomes[0].allowed if len(outcomes) == 1 else not all(o.allowed for o in outcomes)
         )
         if refused:  # nothing was counted: the limits with room still have it all
-            outcomes = [replace(o, remaining=o.remaining + 1) if o.allowed else o for o in outcomes]
+            outcomes = [o._replace(remaining=o.remaining + 1) if o.allowed else o for o in outcomes]
         fields = (policy_value, state_field(policy.limits, outcomes))
         if refused:
             self.counts["limited"] += 1

@@ -85,6 +85,7 @@ class NotCached(GatewayError):
 class Cache:
     def __init__(self, store: Store, config: CacheConfig, *, clock: Clock = time.time) -> None:
         self.store = store
+        self.span_attributes = {"gateway.store": store.name}  # made once, not per request
         self.config = config
         self.name = config.name
         self.clock = clock
@@ -110,8 +111,9 @@ class Cache:
                 if method not in SAFE and response.status < 400:
                     await self._invalidate(request, found, policy, response)
                 return response
-            if hdrs.UPGRADE in request.headers or any(
-                name in request.headers for name in policy.bypass_headers
+            if hdrs.UPGRADE in request.headers or (
+                policy.bypass_headers  # most routes name none: no generator for them
+                and any(name in request.headers for name in policy.bypass_headers)
             ):
                 self.counts["bypass"] += 1  # for the metrics: gateway_cache_results_total
                 return await handler(request)
@@ -126,10 +128,14 @@ class Cache:
     ) -> web.StreamResponse:
         asked = request_directives(request)
         key = self.key(found.path.path + found.path.query, request, policy)
-        with child("cache lookup", {"gateway.store": self.store.name}):
+        with child("cache lookup", self.span_attributes):
             variants = await self.store.get(key)
         now = self.clock()
-        entry = next((v for v in variants if v.matches(request.headers)), None)
+        entry = None
+        for variant in variants:  # most lookups find none or one: a loop, no generator
+            if variant.matches(request.headers):
+                entry = variant
+                break
         if entry is not None and "no-store" in asked:
             # §5.2.1.5 allows answering it from the cache; a client that says "keep
             # nothing of this exchange" is better served by the origin, as most caches do.
@@ -194,6 +200,10 @@ class Cache:
             return stale
         finally:
             tap.finished()
+            # The tap and the request refer to each other: left so, every forwarded request
+            # (its headers, its match, its writer) would wait for the cycle collector instead
+            # of being freed as it ends (stage 07: 19,000 instructions a request, counted).
+            del forwarded[TAP]
             if forwarded is not request and UPSTREAM in forwarded:
                 request.setdefault(UPSTREAM, forwarded[UPSTREAM])  # a clone's, for the log
 
@@ -307,7 +317,7 @@ class Cache:
 
         async def put() -> None:
             try:
-                with child("cache store", {"gateway.store": self.store.name}):
+                with child("cache store", self.span_attributes):
                     await self.store.put(fill.key, entry, keep)
                 self.counts["stored"] += 1
                 self.passes.pop(fill.key, None)

@@ -22,11 +22,12 @@ from .entry import Entry
 def request_directives(request: web.Request) -> Directives:
     """The request's Cache-Control; `Pragma: no-cache` counts as no-cache when there is
     no Cache-Control at all (RFC 9111 §5.4)."""
-    lines = request.headers.getall(hdrs.CACHE_CONTROL, [])
+    lines = request.headers.getall(hdrs.CACHE_CONTROL, ())
     if lines:
         return parse_directives(lines)
-    if any("no-cache" in p.lower() for p in request.headers.getall(hdrs.PRAGMA, [])):
-        return {"no-cache": None}
+    for pragma in request.headers.getall(hdrs.PRAGMA, ()):  # most requests send none
+        if "no-cache" in pragma.lower():
+            return {"no-cache": None}
     return {}
 
 

@@ -332,6 +332,8 @@ class Channel:
     def _tried(self, pool: str, seconds: float, span: Span | None, outcome: Tried) -> None:
         """One try is over: its time to the metrics, its span ended with what it got."""
         self.observe(pool, seconds)
+        if span is None:  # not traced: most tries
+            return
         failure = outcome.failure
         status = None if outcome.response is None else outcome.response.status
         end_child(span, status, None if failure is None else failure.kind)

@@ -23,10 +23,14 @@ answer, `gateway` when it made one itself (a 401, a 429, a 504, a cache hit), so
 503s" and "their 503s" are two lines on a graph. The gateway's own time is the request's
 duration less the upstream's.
 
-prometheus-client does the bookkeeping (the library every Python exporter uses): each
-increment takes a lock and adds a float, each observation finds its bucket. What the
-gateway adds is caching the labelled children: `labels()` builds and hashes a tuple and
-takes a lock on every call, and a request would pay it three times.
+prometheus-client does the exposition (the library every Python exporter uses), but not
+the counting on the request path: there, each increment would take a lock and each
+observation walk the buckets in Python, three metric calls per request that cost more than
+some concerns do. The middleware counts into plain ints and lists instead (`Tally`), and
+`sync` adds them into the families when /metrics is asked and once a second, as it does
+the concerns' own numbers (state.py): another worker's numbers are at most a second old
+in a scrape, less than one scrape interval. A sampled request's latency is observed
+straight away, so that its exemplar is the library's own.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+from bisect import bisect_left
 from collections.abc import Sequence
 
 from aiohttp import web
@@ -54,6 +59,7 @@ from .workers import SHARED_DIR
 # deadline worth a bucket. Fourteen buckets per series: each is a series of its own, so
 # more resolution costs memory in every Prometheus that scrapes this.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+BOUNDS = (*BUCKETS, float("inf"))  # prometheus-client's upper bounds, +Inf last
 
 Counted = tuple[str, str, int, str, str]  # route, method, code, source, consumer
 SYNC_SECONDS = 1.0  # how old, at most, another worker's numbers are in a scrape
@@ -120,23 +126,33 @@ class Metrics:
         # gauge gets it when read (sync), not at two locked writes per request.
         self.inside = 0
         self._syncing: asyncio.Task[None] | None = None
-        # The labelled children, made once per label set: all values come from the
-        # config or a fixed list, so these dicts are as bounded as the series are.
-        self._counted: dict[Counted, Counter] = {}
-        self._timed: dict[str, Histogram] = {}
-        self._upstreams: dict[str, Histogram] = {}
+        # What the request path counted since the last sync, per label set: all values
+        # come from the config or a fixed list, so these dicts are as bounded as the
+        # series are.
+        self._counted: dict[Counted, int] = {}
+        self._timed: dict[str, Tally] = {}
+        self._upstreams: dict[str, Tally] = {}
 
     # --- the request path: the middleware (middleware.py) calls these ---------------
 
-    def count(self, route: str, method: str, code: int, source: str, consumer: str = "") -> None:
+    def record(
+        self, route: str, method: str, code: int, source: str, consumer: str, seconds: float
+    ) -> None:
+        """One answered request: counted, and its time observed."""
         key = (route, method, code, source, consumer)
-        child = self._counted.get(key)
-        if child is None:
-            labels = [route, method, str(code), source]
-            if self.consumers is not None:
-                labels.append(consumer)
-            child = self._counted[key] = self.requests.labels(*labels)
-        child.inc()
+        counted = self._counted
+        counted[key] = counted.get(key, 0) + 1
+        if traced() and (ids := current_ids()) is not None:
+            # An exemplar: this observation's trace. A latency spike on a graph then links
+            # to a trace of a request inside it (OpenMetrics only, and never with
+            # --workers N: the multiprocess files keep no exemplars). Sampled requests are
+            # few: they pay the library's own observe().
+            self.duration.labels(route).observe(seconds, {"trace_id": ids[0]})
+            return
+        tally = self._timed.get(route)
+        if tally is None:
+            tally = self._timed[route] = Tally()
+        tally.add(seconds)
 
     def consumer_of(self, request: web.Request) -> str:
         """The consumer label's value: a configured consumer's id, "(other)" for a caller
@@ -147,22 +163,12 @@ class Metrics:
             return ""
         return identity.consumer_id if identity.consumer_id in self.consumers else "(other)"
 
-    def time(self, route: str, seconds: float) -> None:
-        child = self._timed.get(route)
-        if child is None:
-            child = self._timed[route] = self.duration.labels(route)
-        # An exemplar: this observation's trace, when the request was sampled. A latency
-        # spike on a graph then links to a trace of a request inside it (OpenMetrics
-        # only, and never with --workers N: the multiprocess files keep no exemplars).
-        ids = current_ids() if traced() else None
-        child.observe(seconds, None if ids is None else {"trace_id": ids[0]})
-
     def upstream_time(self, pool: str, seconds: float) -> None:
         """One try's time to its response head (or its failure), from the channel."""
-        child = self._upstreams.get(pool)
-        if child is None:
-            child = self._upstreams[pool] = self.upstream.labels(pool)
-        child.observe(seconds)
+        tally = self._upstreams.get(pool)
+        if tally is None:
+            tally = self._upstreams[pool] = Tally()
+        tally.add(seconds)
 
     def watch(self, observed: Observed) -> None:
         """Each concern's own numbers too (state.py), once the concerns exist."""
@@ -180,8 +186,21 @@ class Metrics:
         return await self._exposition(request)
 
     def sync(self) -> None:
-        """Copy what is counted in plain numbers into the families: the requests in
-        flight (the middleware's `inside`) and each concern's numbers (state.py)."""
+        """Copy what is counted in plain numbers into the families: the RED numbers, the
+        requests in flight (the middleware's `inside`) and each concern's numbers
+        (state.py)."""
+        for key, n in self._counted.items():
+            if n:
+                route, method, code, source, consumer = key
+                labels = [route, method, str(code), source]
+                if self.consumers is not None:
+                    labels.append(consumer)
+                self.requests.labels(*labels).inc(n)
+                self._counted[key] = 0
+        for route, tally in self._timed.items():
+            tally.flush(self.duration.labels(route))
+        for pool, tally in self._upstreams.items():
+            tally.flush(self.upstream.labels(pool))
         self.in_flight.set(self.inside)
         if self.state is not None:
             self.state.sync()
@@ -200,3 +219,34 @@ class Metrics:
         if self._syncing is not None:
             self._syncing.cancel()
             await asyncio.gather(self._syncing, return_exceptions=True)
+        self.sync()  # with --workers N a worker's files outlive it: its last second too
+
+
+class Tally:
+    """One histogram series' observations since the last sync: a count per bucket and a
+    sum, in plain numbers (one C bisect and two additions per observation)."""
+
+    __slots__ = ("buckets", "total")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * len(BOUNDS)
+        self.total = 0.0
+
+    def add(self, seconds: float) -> None:
+        # The first upper bound >= seconds, as prometheus-client's observe() finds it.
+        self.buckets[bisect_left(BOUNDS, seconds)] += 1
+        self.total += seconds
+
+    def flush(self, child: Histogram) -> None:
+        """Add the tally into the histogram's series and start again. prometheus-client
+        has no public call that adds n observations at once: this writes the two fields
+        observe() writes, `_buckets` (one value per bound, not cumulative) and `_sum`.
+        The library is pinned, and a unit test compares this with observe()'s result."""
+        if not any(self.buckets):
+            return
+        for value, n in zip(child._buckets, self.buckets, strict=True):
+            if n:
+                value.inc(n)
+        child._sum.inc(self.total)
+        self.buckets = [0] * len(BOUNDS)
+        self.total = 0.0

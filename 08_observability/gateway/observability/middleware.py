@@ -46,8 +46,10 @@ def observe_middleware(metrics: Metrics | None, tracing: Tracing | None) -> Midd
             if metrics is not None:
                 metrics.inside -= 1
                 consumer = "" if metrics.consumers is None else metrics.consumer_of(request)
-                metrics.count(route, method_label(request.method), status, source, consumer)
-                metrics.time(route, time.perf_counter() - start)  # the span still current
+                seconds = time.perf_counter() - start  # recorded while the span is current
+                metrics.record(
+                    route, method_label(request.method), status, source, consumer, seconds
+                )
             if tracing is not None and begun is not None:
                 tracing.end(begun, request, route, status)
 

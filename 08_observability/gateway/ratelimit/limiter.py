@@ -25,13 +25,12 @@ import os
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
 from typing import TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from gateway.auth.identity import IDENTITY
+from gateway.auth.identity import IDENTITY, Identity
 from gateway.concern import AdminView
 from gateway.errors import GatewayError, problem_response
 from gateway.observability.tracing import child
@@ -97,6 +96,7 @@ class Limiter:
     def __init__(self, config: RateLimitConfig, store: Store) -> None:
         self.config = config
         self.store = store
+        self.span_attributes = {"gateway.store": store.name}  # made once, not per request
         # While a shared store is down, each process limits on its own (fallback = true).
         self.fallback = (
             MemoryStore(config.max_keys) if config.fallback and store.name != "memory" else None
@@ -127,8 +127,9 @@ class Limiter:
             policy = found.route.rate_limit
             if policy is None:
                 return await handler(request)
-            who = key_of(request, policy.key, self.addresses)
-            fields = await self._check(request, policy, who) if policy.limits else None
+            identity = request.get(IDENTITY)  # auth's verdict, read once for both below
+            who = key_of(request, policy.key, self.addresses, identity)
+            fields = await self._check(request, policy, who, identity) if policy.limits else None
             token, store = None, None
             if policy.concurrency is not None:
                 token, store = await self._acquire(policy, who)
@@ -151,9 +152,8 @@ class Limiter:
             response.headers["RateLimit-Policy"], response.headers["RateLimit"] = fields
 
     async def _check(
-        self, request: web.Request, policy: LimitPolicy, who: str
+        self, request: web.Request, policy: LimitPolicy, who: str, identity: Identity | None
     ) -> tuple[str, str] | None:
-        identity = request.get(IDENTITY)
         plan = identity.plan if identity is not None else ""
         made = self._granted.get((policy.scope, plan))
         if made is None:
@@ -162,7 +162,7 @@ class Limiter:
             prefixes = [f"{policy.scope}|{limit.name}|" for limit in policy.limits]
             made = self._granted[(policy.scope, plan)] = (args, policy_field(granted), prefixes)
         args, policy_value, prefixes = made
-        keys = [prefix + who for prefix in prefixes]
+        keys = [prefixes[0] + who] if len(prefixes) == 1 else [p + who for p in prefixes]
         outcomes = await self._decide(policy, keys, args)
         if outcomes is None:
             return None  # failed open: no counts to show
@@ -170,12 +170,15 @@ class Limiter:
             not outcomes[0].allowed if len(outcomes) == 1 else not all(o.allowed for o in outcomes)
         )
         if refused:  # nothing was counted: the limits with room still have it all
-            outcomes = [replace(o, remaining=o.remaining + 1) if o.allowed else o for o in outcomes]
+            outcomes = [o._replace(remaining=o.remaining + 1) if o.allowed else o for o in outcomes]
         fields = (policy_value, state_field(policy.limits, outcomes))
-        for limit, outcome in zip(policy.limits, outcomes, strict=True):
-            verdict = "admitted" if not refused else "limited" if not outcome.allowed else None
-            if verdict is not None:  # a limit with room, when another refused, decided nothing
-                self.by_limit[(policy.scope, limit.name, verdict)] += 1
+        if not refused:  # nearly every request: each limit admitted it
+            for limit in policy.limits:
+                self.by_limit[(policy.scope, limit.name, "admitted")] += 1
+        else:  # a limit with room, when another refused, decided nothing
+            for limit, outcome in zip(policy.limits, outcomes, strict=True):
+                if not outcome.allowed:
+                    self.by_limit[(policy.scope, limit.name, "limited")] += 1
         if refused:
             self.counts["limited"] += 1
             wait = max(o.retry_ms for o in outcomes if not o.allowed)
@@ -201,7 +204,7 @@ class Limiter:
         self, policy: LimitPolicy, keys: Sequence[str], args: Sequence[tuple[str, int, float]]
     ) -> list[Outcome] | None:
         try:
-            with child("rate limit", {"gateway.store": self.store.name}):
+            with child("rate limit", self.span_attributes):
                 return await self.store.hit(keys, args)
         except StoreUnavailable:
             return await self._degraded(policy, lambda s: s.hit(keys, args))

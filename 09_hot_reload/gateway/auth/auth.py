@@ -185,7 +185,7 @@ class Authenticator:
             if policy.mode != "public":
                 identity = await self.identify(request, found, policy)
                 rewrite_for_upstream(request, found, policy, identity, self.spoofable)
-            elif self.spoofable.any(request.headers):  # public: a copy only when spoofed
+            elif not self.spoofable.clean(request.headers):  # public: a copy only when spoofed
                 kept = [(n, v) for n, v in request.headers.items() if not self.spoofable(n)]
                 replace_headers(request, CIMultiDict(kept))
             return await handler(request)

@@ -42,7 +42,6 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -84,7 +83,6 @@ class Tracing:
         # One provider per process, set once: the concerns' spans find it through the
         # global API (a second gateway built in one process keeps the first's).
         trace.set_tracer_provider(self.provider)
-        self._ids = RandomIdGenerator()
 
     def begin(self, request: web.Request) -> Begun:
         """The request's span, current until `end`: a child of the trace its
@@ -97,8 +95,7 @@ class Tracing:
         them), kept in ROOT for the channel, which passes them upstream with the sampled
         flag off: the services see one trace whoever samples it."""
         if "traceparent" not in request.headers and random.random() >= self.ratio:
-            ids = (self._ids.generate_trace_id(), self._ids.generate_span_id())
-            return Begun(None, None, ROOT.set(ids), None)
+            return Begun(None, None, ROOT.set(new_ids()), None)
         parent = PROPAGATOR.extract(request.headers)
         span = tracer.start_span(request.method, context=parent, kind=SpanKind.SERVER)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
@@ -155,6 +152,17 @@ traced = SAMPLED.get
 # (trace id, span id) of the current request when it is an unsampled root (Tracing.begin).
 ROOT: ContextVar[tuple[int, int] | None] = ContextVar("root", default=None)
 UNTRACED: AbstractContextManager[None] = nullcontext()
+
+
+def new_ids() -> tuple[int, int]:
+    """(trace id, span id) for an unsampled root: random and never 0, as the SDK's
+    RandomIdGenerator makes them, in one call instead of two."""
+    trace_id, span_id = random.getrandbits(128), random.getrandbits(64)
+    while not trace_id:  # 0 is the invalid id: one chance in 2**128
+        trace_id = random.getrandbits(128)
+    while not span_id:
+        span_id = random.getrandbits(64)
+    return trace_id, span_id
 
 
 def child(name: str, attributes: Attributes | None = None) -> AbstractContextManager[object]:
