@@ -65,12 +65,15 @@ class TryTimer:
     __slots__ = ("_task", "_handle", "_cancelling", "fired")
 
     def __init__(self, seconds: float) -> None:
-        task = asyncio.current_task()
+        # The loop asked once: on Python 3.11 every get_running_loop() (current_task()
+        # without a loop asks it too) is a getpid() system call, its check for a fork.
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         assert task is not None, "a try runs in a task"
         self._task = task
         self._cancelling = task.cancelling()  # cancellations already pending, not ours
         self.fired = False
-        self._handle = asyncio.get_running_loop().call_later(seconds, self._expire)
+        self._handle = loop.call_later(seconds, self._expire)
 
     def _expire(self) -> None:
         self.fired = True
