@@ -65,6 +65,7 @@ def refresh(
             log.info("background refresh of %s failed: %s", key, exc)
         finally:
             tap.finished()
+            del background[TAP]  # the tap and the clone refer to each other (Cache._forward)
             cache.refreshing.discard(key)
 
     cache.spawn(run())
