@@ -91,8 +91,8 @@ class Tracing:
         Most requests are not sampled, and for a root that is decided here, before the
         SDK is asked: its way to a span that records nothing (the sampler, the span
         objects, the context it attaches) was most of what tracing cost a request. Such a
-        request gets a trace id and a span id all the same (the SDK's generator makes
-        them), kept in ROOT for the channel, which passes them upstream with the sampled
+        request gets a trace id and a span id all the same (`new_ids`, as the SDK would
+        make them), kept in ROOT for the channel, which passes them upstream with the sampled
         flag off: the services see one trace whoever samples it."""
         if "traceparent" not in request.headers and random.random() >= self.ratio:
             return Begun(None, None, ROOT.set(new_ids()), None)
