@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -9,12 +10,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
 from stage_config import render
 
 from common.testing.gateway import HEALTH_PATH, start_gateway
-from common.testing.processes import HOST, Proc, child_env, wait_healthy
+from common.testing.processes import HOST, Proc, child_env, reserved_port, wait_healthy
 from common.testing.specs import GatewaySpec, RouteSpec
 
 STAGE = Path(__file__).resolve().parents[1]
@@ -56,18 +59,21 @@ def test_two_workers_share_an_inherited_socket(tmp_path: Path) -> None:
         proc.stop()
 
 
-def free_port() -> int:
-    # A port the kernel just handed out: not one of the fixed ports a reader may be using.
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+@pytest.fixture
+def reserve() -> Iterator[Callable[[], int]]:
+    """Free ports held until the test ends, for gateways that bind them with SO_REUSEPORT
+    (`--workers N --port P`): a port picked and let go may be taken by any connect() on
+    the machine before the gateway binds it (see reserved_port)."""
+    with contextlib.ExitStack() as held:
+        yield lambda: held.enter_context(reserved_port())
 
 
-def test_two_workers_bind_one_port_with_so_reuseport(tmp_path: Path) -> None:
+def test_two_workers_bind_one_port_with_so_reuseport(
+    tmp_path: Path, reserve: Callable[[], int]
+) -> None:
     config = tmp_path / "gateway.toml"
     config.write_text(CONFIG, encoding="utf-8")
-    port = free_port()
+    port = reserve()
     log = tmp_path / "gateway.log"
     with open(log, "wb") as out:
         popen = subprocess.Popen(
@@ -106,7 +112,9 @@ def test_a_busy_port_is_an_error_not_a_silent_share(tmp_path: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}: address already in use" in result.stderr
 
 
-def test_the_gateway_is_ready_only_once_every_worker_serves(tmp_path: Path) -> None:
+def test_the_gateway_is_ready_only_once_every_worker_serves(
+    tmp_path: Path, reserve: Callable[[], int]
+) -> None:
     """The first health check answered is answered by a gateway whose workers all serve:
     the parent releases them together, after the last one has set itself up. With
     SO_REUSEPORT every worker has its own accept queue, so requests spread over them at
@@ -114,7 +122,7 @@ def test_the_gateway_is_ready_only_once_every_worker_serves(tmp_path: Path) -> N
     config = tmp_path / "gateway.toml"
     config.write_text(CONFIG, encoding="utf-8")
     log = tmp_path / "gateway.log"
-    port = free_port()
+    port = reserve()
     with open(log, "wb") as out:
         popen = subprocess.Popen(
             [sys.executable, "-m", "gateway", "--config", str(config)]

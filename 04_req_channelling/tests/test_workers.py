@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -9,12 +10,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
 from stage_config import render
 
 from common.testing.gateway import start_gateway
-from common.testing.processes import HOST, Proc, child_env, wait_healthy
+from common.testing.processes import HOST, Proc, child_env, reserved_port, wait_healthy
 from common.testing.specs import GatewaySpec, RouteSpec
 
 STAGE = Path(__file__).resolve().parents[1]
@@ -64,18 +67,28 @@ def free_port() -> int:
         return port
 
 
-def with_admin_port(config: str) -> tuple[str, int]:
-    """`config` with an [admin] section on a free port: without --admin-fd every worker
-    binds the admin listener itself (SO_REUSEPORT, as the public one), never :8081 here."""
-    port = free_port()
-    return f"{config}\n[admin]\nport = {port}\n", port
+@pytest.fixture
+def reserve() -> Iterator[Callable[[], int]]:
+    """Free ports held until the test ends, for gateways that bind them with SO_REUSEPORT
+    (`--workers N --port P`): a port picked and let go may be taken by any connect() on
+    the machine before the gateway binds it (see reserved_port)."""
+    with contextlib.ExitStack() as held:
+        yield lambda: held.enter_context(reserved_port())
 
 
-def test_two_workers_bind_one_port_with_so_reuseport(tmp_path: Path) -> None:
+def with_admin_port(config: str, port: int) -> str:
+    """`config` with an [admin] section on `port`: without --admin-fd every worker binds
+    the admin listener itself (SO_REUSEPORT, as the public one), never :8081 here."""
+    return f"{config}\n[admin]\nport = {port}\n"
+
+
+def test_two_workers_bind_one_port_with_so_reuseport(
+    tmp_path: Path, reserve: Callable[[], int]
+) -> None:
     config = tmp_path / "gateway.toml"
-    text, admin_port = with_admin_port(CONFIG)
-    config.write_text(text, encoding="utf-8")
-    port = free_port()
+    admin_port = reserve()
+    config.write_text(with_admin_port(CONFIG, admin_port), encoding="utf-8")
+    port = reserve()
     log = tmp_path / "gateway.log"
     with open(log, "wb") as out:
         popen = subprocess.Popen(
@@ -99,7 +112,8 @@ def test_two_workers_bind_one_port_with_so_reuseport(tmp_path: Path) -> None:
 def test_a_busy_port_is_an_error_not_a_silent_share(tmp_path: Path) -> None:
     """Without --workers no SO_REUSEPORT: a second gateway on a taken port fails loudly."""
     config = tmp_path / "gateway.toml"
-    config.write_text(with_admin_port(CONFIG)[0], encoding="utf-8")
+    # Without --workers nothing binds with SO_REUSEPORT: the admin port is picked, not held.
+    config.write_text(with_admin_port(CONFIG, free_port()), encoding="utf-8")
     with socket.create_server((HOST, 0)) as taken:
         port = taken.getsockname()[1]
         result = subprocess.run(
@@ -114,16 +128,18 @@ def test_a_busy_port_is_an_error_not_a_silent_share(tmp_path: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}: address already in use" in result.stderr
 
 
-def test_the_gateway_is_ready_only_once_every_worker_serves(tmp_path: Path) -> None:
+def test_the_gateway_is_ready_only_once_every_worker_serves(
+    tmp_path: Path, reserve: Callable[[], int]
+) -> None:
     """The first health check answered is answered by a gateway whose workers all serve:
     the parent releases them together, after the last one has set itself up. With
     SO_REUSEPORT every worker has its own accept queue, so requests spread over them at
     once; a worker still starting would leave the connections hashed to it waiting."""
     config = tmp_path / "gateway.toml"
-    text, admin_port = with_admin_port(CONFIG)
-    config.write_text(text, encoding="utf-8")
+    admin_port = reserve()
+    config.write_text(with_admin_port(CONFIG, admin_port), encoding="utf-8")
     log = tmp_path / "gateway.log"
-    port = free_port()
+    port = reserve()
     with open(log, "wb") as out:
         popen = subprocess.Popen(
             [sys.executable, "-m", "gateway", "--config", str(config)]

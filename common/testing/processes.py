@@ -40,6 +40,25 @@ def listening_socket(host: str = HOST, port: int = 0) -> socket.socket:
     return sock
 
 
+@contextlib.contextmanager
+def reserved_port(host: str = HOST) -> Iterator[int]:
+    """A free port, held until the block ends, for a child that must bind it itself with
+    SO_REUSEPORT (`--workers N --port P`, where no inherited socket can stand in).
+
+    `bind(0); close()` frees the port the kernel picked, and any connect() on the machine
+    may take it as its source port before the child binds it: "address already in use",
+    now and then, under parallel suites. A socket bound with SO_REUSEPORT that never
+    listens keeps it: the kernel skips bound ports when it picks a source port, a bind
+    without SO_REUSEPORT fails, and the child's workers (SO_REUSEPORT, the same user) bind
+    beside it. It never gets a connection: only listening sockets are offered one.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        yield port
+
+
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for a child: the repo root importable, output unbuffered."""
     env = dict(os.environ)
