@@ -1,8 +1,9 @@
 """bench-all: the same request through every stage, 01 to 09, each with its concerns on.
 
-    make bench-all                    about eight minutes (a minute and a half timed)
+    make bench-all                    about eight minutes (two timed)
     make bench-all ARGS=--quick       shorter runs
     make bench-all ARGS=--no-count    the timed rounds only
+    make bench-all ARGS=--no-cache-sim   counted, without the simulated L2
     python -m common.bench.bench_all --markdown      the README's table
 
 One request, `GET /small` with an API key, in front of the bench's fast origin:
@@ -28,7 +29,13 @@ Then, where valgrind is installed, the same request counted instead of timed: ea
 stage's instructions per request under callgrind (common/bench/instructions.py), with
 the same targets judged on the counts. On a shared VM the times of one stage move by a
 third between rounds; the counts move by about one percent, so they tell whether
-a change made a concern cheaper. `--no-count` skips them (they take about six minutes).
+a change made a concern cheaper. `--no-count` skips them (about five minutes with the
+cache simulation, three without).
+
+Counts are not time: beside them, the misses per request of a simulated cache the size
+of this machine's L2 (`--no-cache-sim` leaves it out). Once a request's code and objects
+no longer fit in the L2, every request fetches the excess again, and the later stages'
+instructions run slower than 01's: the gap between the timed and the counted ratios.
 """
 
 from __future__ import annotations
@@ -128,7 +135,9 @@ def variants(origin: Proc) -> list[tuple[str, Path, GatewaySpec]]:
     return rows
 
 
-def run_all(seconds: float, rounds: int, console: Console, counted: int) -> list[Section]:
+def run_all(
+    seconds: float, rounds: int, console: Console, counted: int, cache_sim: bool = True
+) -> list[Section]:
     """The timed section, and with `counted` > 0 (and valgrind) the counted one."""
     with tempfile.TemporaryDirectory(prefix="bench-all-") as tmp, contextlib.ExitStack() as stack:
         where = Path(tmp)
@@ -156,16 +165,22 @@ def run_all(seconds: float, rounds: int, console: Console, counted: int) -> list
                         headers=HEADERS)))  # fmt: skip
         for proc in gateways.values():
             proc.stop()  # idle, but their health checks would share the counting core
-        counts = {}
+        counts: dict[str, float] = {}
+        misses: dict[str, float] = {}
+        cache = instructions.l2_of_this_machine() if cache_sim else None
         if counted and instructions.available():
             for name, folder, spec in variants(origin):
                 console.log(f"counting instructions: {name}")
                 config = stage_render(folder)(spec)
-                counts[name] = instructions.count(folder, config, where, "/small", HEADERS, counted)
+                got = instructions.count(folder, config, where, "/small", HEADERS, counted, cache)
+                counts[name] = got.instructions
+                if got.misses is not None:
+                    misses[name] = got.misses
     timed = timed_section(results, rounds, seconds, pinning.note)
     if not counted:
         return [timed]
-    return [timed, counted_section(counts, timed_per_request(results), counted)]
+    per = timed_per_request(results)
+    return [timed, counted_section(counts, per, counted, misses, cache)]
 
 
 def timed_per_request(results: dict[str, list[load.LoadResult]]) -> dict[str, float]:
@@ -248,14 +263,24 @@ def timed_section(
     return out
 
 
-def counted_section(counts: dict[str, float], timed: dict[str, float], requests: int) -> Section:
+def counted_section(
+    counts: dict[str, float],
+    timed: dict[str, float],
+    requests: int,
+    misses: dict[str, float] | None = None,
+    cache: instructions.Cache | None = None,
+) -> Section:
     """The same rows counted: thousands of instructions per request, what each concern
     added, and that in µs at the rate stage 01 ran at in the timed rounds (an estimate:
-    a concern's instructions need not run as fast as 01's)."""
+    a concern's instructions need not run as fast as 01's); with `misses`, the misses per
+    request of the simulated `cache`, which say why they do not."""
+    columns = ["stage", "its concern", "instructions/request", "", "added", "≈ µs added"]
+    if misses:
+        columns.append("L2 misses/request")
     out = Section(
         f"Every stage, the same request counted: instructions per request under callgrind"
         f" ({requests} requests on one connection after {instructions.WARM_UP} unseen)",
-        ["stage", "its concern", "instructions/request", "", "added", "≈ µs added"],
+        columns,
     )
     if not counts:
         out.notes.append("not counted: valgrind is not installed (apt-get install valgrind)")
@@ -277,6 +302,7 @@ def counted_section(counts: dict[str, float], timed: dict[str, float], requests:
                 bar(n, full),
                 "-" if more is None else f"{more / 1000:+,.1f}k",
                 "-" if more is None else f"{more * us_each:+.0f} µs",
+                *([f"{misses[stage]:,.0f}" if stage in misses else "-"] if misses else []),
             ]
         )
         if EVERY not in stage:
@@ -302,6 +328,14 @@ def counted_section(counts: dict[str, float], timed: dict[str, float], requests:
     out.notes.append(
         f"≈ µs: at the rate {base} ran in the timed rounds, {us_each * 1000:.3f} ns per instruction"
     )
+    if misses:
+        where = f" ({cache})" if cache is not None else ""
+        out.notes.append(
+            f"L2 misses: callgrind's simulation of this machine's L2{where}, one connection,"
+            " the kernel's share of the cache not in it; each miss costs tens of cycles"
+            " that the instruction count does not weigh, so a stage with more of them runs"
+            f" its instructions slower than {base} does"
+        )
     return out
 
 
@@ -310,11 +344,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="shorter runs")
     parser.add_argument("--markdown", action="store_true", help="Markdown for the README")
     parser.add_argument("--no-count", action="store_true", help="time only, no callgrind")
+    parser.add_argument("--no-cache-sim", action="store_true", help="count without the L2")
     args = parser.parse_args(argv)
     console = Console(stderr=True)
     counted = 0 if args.no_count else (200 if args.quick else 500)
+    seconds, rounds = (1.0, 3) if args.quick else (2.0, 5)
     try:
-        sections = run_all(1.0 if args.quick else 2.0, 3 if args.quick else 5, console, counted)
+        sections = run_all(seconds, rounds, console, counted, not args.no_cache_sim)
     except (RuntimeError, OSError, load.LoadError, subprocess.SubprocessError) as exc:
         Console(stderr=True, soft_wrap=True).print(f"[red]bench-all:[/] {exc}", highlight=False)
         return 2
