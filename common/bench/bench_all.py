@@ -35,7 +35,9 @@ cache simulation, three without).
 Counts are not time: beside them, the misses per request of a simulated cache the size
 of this machine's L2 (`--no-cache-sim` leaves it out). Once a request's code and objects
 no longer fit in the L2, every request fetches the excess again, and the later stages'
-instructions run slower than 01's: the gap between the timed and the counted ratios.
+instructions run slower than 01's: the gap between the timed and the counted ratios. The
+misses move by about a tenth between runs (they depend on where objects land in memory);
+the instructions by about one percent.
 """
 
 from __future__ import annotations
