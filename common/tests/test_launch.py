@@ -189,6 +189,34 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
         launcher.close()
 
 
+def launched_on_a_free_port(
+    launch: Launch,
+    tmp_path: Path,
+    name: str,
+    services_for: Callable[[int], str],
+    names: list[str],
+) -> tuple[Launcher, int, dict[str, dict[str, Any]]]:
+    """Stage `name`, whose services.toml names a fixed port picked here, launched and ready.
+
+    The port is picked by binding port 0 and letting it go, and the launcher binds it a
+    moment later; in between any connect() on the machine may take it as its source port,
+    and the launcher then refuses it as busy. That is not what these tests are about: on
+    that refusal, try again on another port (three times at most).
+    """
+    for attempt in range(3):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+        stage = make_stage(tmp_path / f"attempt-{attempt}", name, services_for(port))
+        launcher = launch(stage, "--run-dir", tmp_path / "run")
+        try:
+            return launcher, port, launcher.wait_ready(name, names)
+        except AssertionError:
+            if launcher.popen.poll() is None or "already in use" not in launcher.output:
+                raise
+    raise AssertionError("three ports in a row were taken before the launcher bound them")
+
+
 def run_launcher(tmp_path: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
     """A launcher expected to exit on its own (bad input): its status and output."""
     return subprocess.run(
@@ -275,13 +303,13 @@ def test_the_identity_provider_starts_with_the_backends_and_stops_with_them(
 ) -> None:
     """Stage 06's [idp]: the demo identity provider, on its port, recorded like a child."""
     secret = "s" * 64
-    with socket.socket() as probe:  # a free port for the IdP, whose issuer URL names it
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    toml = backends_toml(("users", "a", 0)) + f'[idp]\nport = {port}\nsecret = "{secret}"\n'
-    stage = make_stage(tmp_path, "12_idp", toml)
-    launcher = launch(stage, "--run-dir", tmp_path / "run")
-    records = launcher.wait_ready("12_idp", ["users-a", "idp"])
+
+    def idp_on(port: int) -> str:  # a fixed port for the IdP, whose issuer URL names it
+        return backends_toml(("users", "a", 0)) + f'[idp]\nport = {port}\nsecret = "{secret}"\n'
+
+    launcher, port, records = launched_on_a_free_port(
+        launch, tmp_path, "12_idp", idp_on, ["users-a", "idp"]
+    )
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/.well-known/openid-configuration",
                                 timeout=5) as response:  # fmt: skip
         assert json.load(response)["issuer"] == f"http://127.0.0.1:{port}"
@@ -547,12 +575,9 @@ def test_ports_held_by_another_running_stage_name_it_and_the_way_out(
 ) -> None:
     """The usual busy port: the reader left the previous stage running. One line naming
     it and `make stop-all`, not a line per port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    first = launch(make_stage(tmp_path, "31_first", backends_toml(("users", "a", port))),
-                   "--run-dir", tmp_path / "run")  # fmt: skip
-    records = first.wait_ready("31_first", ["users-a"])
+    first, port, records = launched_on_a_free_port(
+        launch, tmp_path, "31_first", lambda port: backends_toml(("users", "a", port)), ["users-a"]
+    )
     second = make_stage(tmp_path, "32_second", backends_toml(("users", "a", port)))
     result = run_launcher(tmp_path, second, "--run-dir", tmp_path / "run")
     assert result.returncode == 2
