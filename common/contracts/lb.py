@@ -233,9 +233,9 @@ def test_hashing_the_path_hashes_the_path_that_was_routed(lb_gateway: Proc) -> N
         assert served_by(get(lb_gateway, f"/pathhash//echo//k{key}")) == plain, key
         assert served_by(get(lb_gateway, f"/pathhash/echo/./x/../k{key}")) == plain, key
         homes.add(plain)
-    # The keys do spread: this is not one target for all. (Seen once, in a full parallel
-    # `make test`: all twelve on one target; not reproduced since. The message now says
-    # each answer's status and tries, and the gateway's log, to tell a ring from a retry.)
+    # The keys do spread: this is not one target for all. Should they not, the message
+    # tells a ring that put them together from tries that failed over to one target: each
+    # answer's status and X-Attempt-Count, and the gateway's log.
     assert len(homes) > 1, f"{homes} {seen}\n{lb_gateway.log_tail()}"
 
 
