@@ -42,8 +42,9 @@ from .fields import policy_field, state_field
 from .keys import ClientAddress, key_of
 from .store import MemoryStore, Store, StoreUnavailable
 
-# (each limit's algorithm, requests and window; RateLimit-Policy; each limit's key prefix)
-Granted = tuple[list[tuple[str, int, float]], str, list[str]]
+# (each limit's algorithm, requests and window; RateLimit-Policy; each limit's key prefix;
+# each limit's by_limit key for an admission)
+Granted = tuple[list[tuple[str, int, float]], str, list[str], list[tuple[str, str, str]]]
 
 log = logging.getLogger("gateway.ratelimit")
 
@@ -160,8 +161,10 @@ class Limiter:
             granted = [(limit, limit.requests_for(plan)) for limit in policy.limits]
             args = [(limit.algorithm, requests, limit.window_ms) for limit, requests in granted]
             prefixes = [f"{policy.scope}|{limit.name}|" for limit in policy.limits]
-            made = self._granted[(policy.scope, plan)] = (args, policy_field(granted), prefixes)
-        args, policy_value, prefixes = made
+            admitted = [(policy.scope, limit.name, "admitted") for limit in policy.limits]
+            made = (args, policy_field(granted), prefixes, admitted)
+            self._granted[(policy.scope, plan)] = made
+        args, policy_value, prefixes, admitted = made
         keys = [prefixes[0] + who] if len(prefixes) == 1 else [p + who for p in prefixes]
         outcomes = await self._decide(policy, keys, args)
         if outcomes is None:
@@ -173,8 +176,8 @@ class Limiter:
             outcomes = [o._replace(remaining=o.remaining + 1) if o.allowed else o for o in outcomes]
         fields = (policy_value, state_field(policy.limits, outcomes))
         if not refused:  # nearly every request: each limit admitted it
-            for limit in policy.limits:
-                self.by_limit[(policy.scope, limit.name, "admitted")] += 1
+            for counted in admitted:
+                self.by_limit[counted] += 1
         else:  # a limit with room, when another refused, decided nothing
             for limit, outcome in zip(policy.limits, outcomes, strict=True):
                 if not outcome.allowed:
