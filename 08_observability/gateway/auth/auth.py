@@ -242,7 +242,7 @@ class Authenticator:
             if lines:
                 scheme, _, token = lines[0].strip().partition(" ")
                 if scheme.lower() == "bearer":
-                    with child("verify token"):
+                    with child("verify token", nests=True):  # jwks fetch inside
                         return await self.verify_token(token.strip(), policy)
         if policy.wants_key:
             keys = request.headers.getall(policy.key_header, [])
