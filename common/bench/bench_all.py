@@ -4,6 +4,8 @@
     make bench-all ARGS=--quick       shorter runs
     make bench-all ARGS=--no-count    the timed rounds only
     make bench-all ARGS=--no-cache-sim   counted, without the simulated L2
+    make bench-all ARGS="--only 01,07 --rounds 12 --no-count"
+                                      two stages alone, more rounds: a steadier ratio
     python -m common.bench.bench_all --markdown      the README's table
 
 One request, `GET /small` with an API key, in front of the bench's fast origin:
@@ -95,8 +97,36 @@ ADDED = {1: "dict routing, streaming proxy", 2: "radix trie, path safety", 3: "a
          8: "metrics, traces at 1 %", 9: "live configuration"}  # fmt: skip
 
 
-def stages() -> list[Path]:
-    return sorted(p for p in REPO_ROOT.glob("0[1-9]_*") if (p / "gateway").is_dir())
+def stages(only: frozenset[int] | None = None) -> list[Path]:
+    """Every gateway stage, or those whose numbers are in `only`."""
+    found = sorted(p for p in REPO_ROOT.glob("0[1-9]_*") if (p / "gateway").is_dir())
+    return [p for p in found if only is None or int(p.name[:2]) in only]
+
+
+def stage_numbers(text: str) -> frozenset[int]:
+    """`--only 01,07` (or `1,7`): the stages to run; what is not a stage is an error."""
+    try:
+        numbers = frozenset(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not stage numbers: {text!r} (say 01,07)") from None
+    known = {int(p.name[:2]) for p in stages()}
+    if not numbers or not numbers <= known:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the stages are {', '.join(f'{n:02d}' for n in sorted(known))}"
+        )
+    return numbers
+
+
+def shows(previous: str, stage: str) -> bool:
+    """Does a row's "added" column say anything: over the stage right before it, or, for
+    the fully traced row, over its own stage."""
+    return EVERY in stage or adjacent(previous, stage)
+
+
+def adjacent(first: str, second: str) -> bool:
+    """Is `second` the stage right after `first`? Only then is their difference what
+    one concern adds (with --only 01,07 it is six concerns')."""
+    return int(second[:2]) == int(first[:2]) + 1
 
 
 def spec_for(number: int, origin: Proc, sample_ratio: float = SAMPLED) -> GatewaySpec:
@@ -125,11 +155,13 @@ def concern_of(row: str) -> str:
     return "traces: every request" if EVERY in row else ADDED.get(int(row[:2]), "-")
 
 
-def variants(origin: Proc) -> list[tuple[str, Path, GatewaySpec]]:
+def variants(
+    origin: Proc, only: frozenset[int] | None = None
+) -> list[tuple[str, Path, GatewaySpec]]:
     """(name, stage, spec) for every row: each stage as it is, and 08 on with every
     request traced beside the sampled one, to show what tracing costs when it is on."""
     rows = []
-    for stage in stages():
+    for stage in stages(only):
         number = int(stage.name[:2])
         rows.append((stage.name, stage, spec_for(number, origin)))
         if number == 8:
@@ -138,15 +170,21 @@ def variants(origin: Proc) -> list[tuple[str, Path, GatewaySpec]]:
 
 
 def run_all(
-    seconds: float, rounds: int, console: Console, counted: int, cache_sim: bool = True
+    seconds: float,
+    rounds: int,
+    console: Console,
+    counted: int,
+    cache_sim: bool = True,
+    only: frozenset[int] | None = None,
 ) -> list[Section]:
-    """The timed section, and with `counted` > 0 (and valgrind) the counted one."""
+    """The timed section, and with `counted` > 0 (and valgrind) the counted one; with
+    `only`, for those stages alone."""
     with tempfile.TemporaryDirectory(prefix="bench-all-") as tmp, contextlib.ExitStack() as stack:
         where = Path(tmp)
         origin = spawn("origin", [sys.executable, "-m", "common.bench.origin"], log_dir=where)
         stack.callback(origin.stop)
         gateways: dict[str, Proc] = {}
-        for name, folder, spec in variants(origin):
+        for name, folder, spec in variants(origin, only):
             proc = start_gateway(folder, stage_render(folder)(spec), where, "--no-access-log")
             stack.callback(proc.stop)
             gateways[name] = proc
@@ -171,7 +209,7 @@ def run_all(
         misses: dict[str, float] = {}
         cache = instructions.l2_of_this_machine() if cache_sim else None
         if counted and instructions.available():
-            for name, folder, spec in variants(origin):
+            for name, folder, spec in variants(origin, only):
                 console.log(f"counting instructions: {name}")
                 config = stage_render(folder)(spec)
                 got = instructions.count(folder, config, where, "/small", HEADERS, counted, cache)
@@ -196,7 +234,7 @@ def timed_section(
 ) -> Section:
     per = timed_per_request(results)
     out = Section(
-        f"Every stage, the same request (GET /small with an API key): 16 connections, {rounds}"
+        f"Each stage, the same request (GET /small with an API key): 16 connections, {rounds}"
         f" rounds of {seconds:g} s, median",
         ["stage", "its concern", "rps", "p50", "p99", "errors", "CPU µs/request", "",
          "added"],
@@ -214,7 +252,9 @@ def timed_section(
                 str(sum(r.errors for r in rs)),
                 f"{per[stage]:.0f}",
                 bar(per[stage], full),
-                "-" if previous is None else f"{per[stage] - per[previous]:+.0f} µs",
+                f"{per[stage] - per[previous]:+.0f} µs"
+                if previous is not None and shows(previous, stage)
+                else "-",
             ]
         )
         if EVERY not in stage:  # the variant's "added" is over its own stage; the next's not
@@ -242,7 +282,7 @@ def timed_section(
             )
         )
     ordered = [stage for stage in per if EVERY not in stage]  # concerns, not the variant
-    added = {b: per[b] - per[a] for a, b in itertools.pairwise(ordered)}
+    added = {b: per[b] - per[a] for a, b in itertools.pairwise(ordered) if adjacent(a, b)}
     traced = [stage for stage in per if EVERY in stage]
     for stage in traced:  # what tracing every request costs, beside the sampled row
         sampled = stage.replace(f" {EVERY}", "")
@@ -280,7 +320,7 @@ def counted_section(
     if misses:
         columns.append("L2 misses/request")
     out = Section(
-        f"Every stage, the same request counted: instructions per request under callgrind"
+        f"Each stage, the same request counted: instructions per request under callgrind"
         f" ({requests} requests on one connection after {instructions.WARM_UP} unseen)",
         columns,
     )
@@ -293,7 +333,7 @@ def counted_section(
     full, previous = max(counts.values()), None
     added: dict[str, float] = {}
     for stage, n in counts.items():
-        more = None if previous is None else n - counts[previous]
+        more = n - counts[previous] if previous is not None and shows(previous, stage) else None
         if more is not None and EVERY not in stage:
             added[stage] = more
         out.rows.append(
@@ -324,7 +364,8 @@ def counted_section(
         most_us = added[most] * us_each
         claim = (
             f"no concern adds more than {MAX_ADDED_US} µs (the most: {most},"
-            f" {added[most] / 1000:+,.1f}k instructions, about {most_us:.0f} µs at 01's rate)"
+            f" {added[most] / 1000:+,.1f}k instructions, about {most_us:.0f} µs at"
+            f" {base[:2]}'s rate)"
         )
         out.verdicts.append((claim, most_us <= MAX_ADDED_US))
     out.notes.append(
@@ -347,12 +388,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", action="store_true", help="Markdown for the README")
     parser.add_argument("--no-count", action="store_true", help="time only, no callgrind")
     parser.add_argument("--no-cache-sim", action="store_true", help="count without the L2")
+    parser.add_argument(
+        "--only", type=stage_numbers, metavar="01,07", help="these stages alone (default: all)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, choices=range(1, 101), metavar="N", help="timed rounds (5)"
+    )
     args = parser.parse_args(argv)
     console = Console(stderr=True)
     counted = 0 if args.no_count else (200 if args.quick else 500)
     seconds, rounds = (1.0, 3) if args.quick else (2.0, 5)
+    rounds = args.rounds or rounds
     try:
-        sections = run_all(seconds, rounds, console, counted, not args.no_cache_sim)
+        sections = run_all(seconds, rounds, console, counted, not args.no_cache_sim, args.only)
     except (RuntimeError, OSError, load.LoadError, subprocess.SubprocessError) as exc:
         Console(stderr=True, soft_wrap=True).print(f"[red]bench-all:[/] {exc}", highlight=False)
         return 2

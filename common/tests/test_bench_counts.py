@@ -19,6 +19,7 @@ from common.bench.instructions import Cache, _totals, l2_of_this_machine
 def test_ratios_are_judged_on_the_counts_and_the_traced_row_adds_to_no_concern() -> None:
     counts = {
         "01_pass_through": 500_000.0,
+        "06_authentication": 500_000.0,  # apart from 01: adds nothing as one concern
         "07_rate_limiting": 720_000.0,  # 1.44x: within 1.45x
         "08_observability": 800_000.0,  # 1.11x: over 1.10x
         "08_observability @100%": 1_800_000.0,  # a million more: not a concern's cost
