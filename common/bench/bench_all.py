@@ -313,8 +313,9 @@ def counted_section(
     cache: instructions.Cache | None = None,
 ) -> Section:
     """The same rows counted: thousands of instructions per request, what each concern
-    added, and that in µs at the rate stage 01 ran at in the timed rounds (an estimate:
-    a concern's instructions need not run as fast as 01's); with `misses`, the misses per
+    added over the stage right before, and that in µs at the rate the first stage (01,
+    unless --only leaves it out) ran at in the timed rounds (an estimate: a concern's
+    instructions need not run as fast as that stage's); with `misses`, the misses per
     request of the simulated `cache`, which say why they do not."""
     columns = ["stage", "its concern", "instructions/request", "", "added", "≈ µs added"]
     if misses:
@@ -392,7 +393,11 @@ def main(argv: list[str] | None = None) -> int:
         "--only", type=stage_numbers, metavar="01,07", help="these stages alone (default: all)"
     )
     parser.add_argument(
-        "--rounds", type=int, choices=range(1, 101), metavar="N", help="timed rounds (5)"
+        "--rounds",
+        type=int,
+        choices=range(1, 101),
+        metavar="N",
+        help="timed rounds (5; 3 with --quick)",
     )
     args = parser.parse_args(argv)
     console = Console(stderr=True)
