@@ -134,7 +134,7 @@ auth-bench: $(STAMP) ## 05 vs 06: CPU per request for API keys and JWT per algor
 ratelimit-bench: $(STAMP) ## 06 vs 07: accuracy (2,000 at once, workers, Redis), the window edge, overhead, Redis stopped (~1.5 min; ARGS=--quick)
 	$(PY) -m common.bench.ratelimit_bench $(ARGS)
 
-bench-all: $(STAMP) ## every stage 01-09, the same request, its concerns on: CPU µs, p50/p99, what each added; then instructions counted under valgrind (~8 min; ARGS=--quick, --no-count, "--only 01,07 --rounds 12")
+bench-all: $(STAMP) ## every stage 01-09, the same request, its concerns on: CPU µs, p50/p99, what each added; then instructions counted under valgrind, which judge the targets (~8 min; ARGS=--quick, --no-count, "--only 01,07 --rounds 12")
 	$(PY) -m common.bench.bench_all $(ARGS)
 
 clean: ## remove caches and .run/ (keeps .venv)

@@ -1,5 +1,6 @@
 """bench-all on some stages alone (`--only 01,07 --rounds 12`): what it accepts, and that a
-row's "added" and the per-concern budget speak only of the stage right before it.
+row's "added" and the per-concern budget speak only of the stage right before it; and,
+when the counts judge the targets, the times printed beside them without a verdict.
 
 The sections are built from made-up results, as test_bench_counts.py does: running the
 gateways is the bench's job, not `make test`'s.
@@ -8,6 +9,7 @@ gateways is the bench's job, not `make test`'s.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 import pytest
 
@@ -79,3 +81,34 @@ def test_counted_rows_apart_add_nothing_and_the_rate_is_the_first_stages() -> No
     budget = next(claim for claim, _ in apart.verdicts if claim.startswith("no concern"))
     assert "at 07's rate" in budget  # 0.3 ns an instruction, as 07 ran: 18 µs
     assert "18 µs" in budget
+
+
+def test_when_the_counts_judge_the_times_are_shown_beside_the_targets_not_judged() -> None:
+    results = {
+        "01_pass_through": runs(150, 160),
+        "06_authentication": runs(200, 200),
+        "07_rate_limiting": runs(240, 256),  # 1.60x 01: over 1.45x; +40 µs over 06
+    }
+    judged = dict(timed_section(results, rounds=2, seconds=1.0, pinned="").verdicts)
+    shown = timed_section(results, rounds=2, seconds=1.0, pinned="", judged=False)
+    beside = dict(shown.verdicts)
+    ratio = next(claim for claim in beside if claim.startswith("07_rate_limiting"))
+    budget = next(claim for claim in beside if claim.startswith("no concern adds"))
+    # judged on the times, both fail; shown beside the counts, neither is a verdict, and
+    # each says in words that the time alone would not have met its target
+    assert [ok for claim, ok in judged.items() if "200" not in claim] == [False, False]
+    assert beside[ratio] is None and beside[budget] is None
+    assert "over it in time" in ratio and "over it in time" in budget
+    assert any("counted table below" in note for note in shown.notes)
+    # an error is still an error: that verdict stays, counted or not
+    failing = dict(results)
+    failing["07_rate_limiting"] = [replace(run, errors=3) for run in runs(240)] + runs(256)
+    errors = timed_section(failing, rounds=2, seconds=1.0, pinned="", judged=False).verdicts
+    assert ("every request answered 200 (3 errors)", False) in errors
+
+
+def test_a_timed_ratio_within_its_target_says_so_when_the_counts_judge() -> None:
+    results = {"01_pass_through": runs(150), "07_rate_limiting": runs(210)}  # 1.40x
+    shown = dict(timed_section(results, rounds=1, seconds=1.0, pinned="", judged=False).verdicts)
+    ratio = next(claim for claim in shown if claim.startswith("07_rate_limiting"))
+    assert shown[ratio] is None and "within it in time too" in ratio
