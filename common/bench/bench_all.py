@@ -317,8 +317,9 @@ def timed_section(
         out.notes.append(
             "· a target judged on the counted table below, not on these times: on a shared"
             " VM a stage's time moves by a third between rounds, and the later stages, whose"
-            " requests miss the L2 more (the counted table's last column), slow down most"
-            " when neighbours fill the L3 they share. The counts move by about one percent."
+            " requests miss the L2 more (the counted table's L2 misses, when simulated),"
+            " slow down most when neighbours fill the L3 they share. The counts move by"
+            " about one percent."
         )
     out.notes.append(pinned)
     return out
